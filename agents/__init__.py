@@ -1,0 +1,1 @@
+"""The agents: thin daemons around failover.machine."""

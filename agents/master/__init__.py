@@ -1,0 +1,1 @@
+"""Master host daemons: lhcd (local heart-beat daemon) and socketserver (control server)."""

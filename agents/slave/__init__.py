@@ -1,0 +1,1 @@
+"""Slave host daemons: rhcd (remote health-check daemon) and socketserver2 (control server)."""

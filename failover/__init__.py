@@ -1,0 +1,1 @@
+"""failover: two-host failover for a service that runs on one host at a time."""

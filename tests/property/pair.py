@@ -1,0 +1,259 @@
+"""MasterSlavePair: both state machines in a simulated world, like h11's ConnectionPair.
+
+The world is what the daemons would observe: each host's service (running or not), a network
+of in-flight messages that the test may deliver, duplicate, reorder or drop, actions whose
+results arrive later (or never, if the daemon restarts first), and daemon restarts that reload
+only what was persisted (the state at the last transition). Every emitted action is checked
+against the safety invariants of ARCHITECTURE.md section 3.1 as it happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from failover.machine import (
+    Action,
+    Alert,
+    CheckService,
+    Event,
+    FenceConfirmed,
+    LocalHealth,
+    NodeState,
+    OnAckTimeout,
+    PeerReport,
+    Policy,
+    ProbeNow,
+    ProbeResult,
+    Reply,
+    Role,
+    RunScripts,
+    ScriptKind,
+    ScriptsFinished,
+    SendHeartbeat,
+    SendShutdown,
+    ServiceChecked,
+    ShutdownAnswered,
+    ShutdownRequested,
+    Started,
+    State,
+    Tick,
+    Transition,
+    initial_state,
+    step,
+)
+
+
+class InvariantViolation(AssertionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Message:
+    to: Role
+    event: Event  # delivered with its `now` replaced by the time of delivery
+
+
+@dataclass
+class Host:
+    node: NodeState
+    persisted: NodeState
+    service_running: bool
+    pending: list[Action] = field(default_factory=list)  # actions whose result has not come back yet
+    ever_inactive: bool = False
+
+
+class MasterSlavePair:
+    def __init__(self, policy: Policy, start_term: int = 0) -> None:
+        """start_term > 0: earlier failovers and switchbacks happened; both hosts know that term."""
+        self.policy = policy
+        self.now = 0.0
+        m = dataclasses.replace(initial_state(Role.MASTER), term=start_term)
+        s = dataclasses.replace(initial_state(Role.SLAVE), term=start_term)
+        self.hosts = {
+            Role.MASTER: Host(m, m, service_running=True),
+            Role.SLAVE: Host(s, s, service_running=False),
+        }
+        self.network: list[Message] = []
+        self.authorized_terms: set[int] = set()  # terms the slave holds an ACK or a confirmed fence for
+        self.transitions: list[tuple[Role, Transition]] = []
+        self.alerts: list[str] = []
+
+    @property
+    def master(self) -> Host:
+        return self.hosts[Role.MASTER]
+
+    @property
+    def slave(self) -> Host:
+        return self.hosts[Role.SLAVE]
+
+    # ------------------------------------------------------------------ feeding events
+
+    def feed(self, role: Role, event: Event) -> None:
+        host = self.hosts[role]
+        before = host.node
+        result = step(self.policy, before, event)
+        if isinstance(event, ShutdownAnswered) and event.ok:
+            self.authorized_terms.add(event.term)
+        if isinstance(event, FenceConfirmed):
+            self.authorized_terms.add(event.term)
+        host.node = result.state
+        if result.transition is not None:
+            host.persisted = result.state  # persist before acting
+            self.transitions.append((role, result.transition))
+            self._check_transition(role, result.transition)
+        for action in result.actions:
+            self._check_action(role, action)
+            self._execute(role, action)
+        self._check_world()
+
+    def _execute(self, role: Role, action: Action) -> None:
+        host = self.hosts[role]
+        if isinstance(action, SendShutdown):
+            self.network.append(Message(Role.MASTER, ShutdownRequested(self.now, term=action.term)))
+        elif isinstance(action, Reply):
+            self.network.append(
+                Message(Role.SLAVE, ShutdownAnswered(self.now, action.term, action.ok, action.detail))
+            )
+        elif isinstance(action, SendHeartbeat):
+            self.send_heartbeat()
+        elif isinstance(action, Alert):
+            self.alerts.append(action.message)
+        elif isinstance(action, RunScripts | CheckService | ProbeNow):
+            host.pending.append(action)
+        else:  # pragma: no cover - a new action type must be simulated here
+            raise AssertionError(f"unsimulated action {action!r}")
+
+    # ------------------------------------------------------------------ the world's moves
+
+    def advance(self, dt: float) -> None:
+        self.now += dt
+        for role in Role:
+            self.feed(role, Tick(self.now))
+
+    def probe(self, spurious_failure: bool = False) -> None:
+        ok = self.master.service_running and not spurious_failure
+        self.feed(Role.SLAVE, ProbeResult(self.now, ok, "answers" if ok else "refused"))
+
+    def local_health(self, role: Role = Role.MASTER) -> None:
+        self.feed(role, LocalHealth(self.now, self.hosts[role].service_running))
+
+    def send_heartbeat(self) -> None:
+        m = self.master.node
+        report = PeerReport(self.now, term=m.term, state=m.state, service_ok=self.master.service_running)
+        self.network.append(Message(Role.SLAVE, report))
+        s = self.slave.node
+        self.network.append(Message(Role.MASTER, PeerReport(self.now, term=s.term, state=s.state)))
+
+    def deliver(self, index: int, keep: bool = False) -> None:
+        """Deliver one in-flight message; keep=True leaves a copy in flight (a duplicate)."""
+        if not self.network:
+            return
+        message = self.network[index % len(self.network)]
+        if not keep:
+            self.network.remove(message)
+        self.feed(message.to, dataclasses.replace(message.event, now=self.now))
+
+    def inject_stale(self, age: int, to: Role, fence: bool = False) -> None:
+        """A message of an earlier term arrives late: an old ACK or an old fence confirmation to
+        the slave, an old request to the master."""
+        term = self.hosts[to].node.term - age
+        if term < 1:
+            return
+        if to is Role.MASTER:
+            self.network.append(Message(Role.MASTER, ShutdownRequested(self.now, term=term)))
+            return
+        self.authorized_terms.add(term)  # it was genuine, for its own (old) term
+        old: Event = (
+            FenceConfirmed(self.now, term=term, method="old confirmation")
+            if fence
+            else ShutdownAnswered(self.now, term, True, "old ACK")
+        )
+        self.network.append(Message(Role.SLAVE, old))
+
+    def drop(self, index: int) -> None:
+        if self.network:
+            del self.network[index % len(self.network)]
+
+    def complete(self, role: Role, ok: bool = True) -> None:
+        """The oldest pending action of `role` finishes; scripts succeed or fail as `ok` says."""
+        host = self.hosts[role]
+        if not host.pending:
+            return
+        action = host.pending.pop(0)
+        if isinstance(action, RunScripts):
+            if ok:
+                host.service_running = action.kind is ScriptKind.STARTUP
+            self.feed(role, ScriptsFinished(self.now, action.kind, ok, "ok" if ok else "rc 1"))
+        elif isinstance(action, CheckService):
+            self.feed(role, ServiceChecked(self.now, host.service_running))
+        elif isinstance(action, ProbeNow):
+            self.probe()
+
+    def crash_service(self, role: Role = Role.MASTER) -> None:
+        self.hosts[role].service_running = False
+
+    def restart(self, role: Role) -> None:
+        """kill -9 of the daemon, then start: pending work is lost, only the persisted state survives."""
+        host = self.hosts[role]
+        host.pending.clear()
+        host.node = host.persisted
+        self.feed(role, Started(self.now))
+
+    def confirm_fence(self) -> None:
+        """The operator confirms the fence; a careful operator does so only when the master is down."""
+        if not self.master.service_running:
+            self.feed(Role.SLAVE, FenceConfirmed(self.now, term=self.slave.node.term, method="operator"))
+
+    def drain(self) -> None:
+        """Deliver every message and finish every pending action, until nothing is left."""
+        while self.network or any(h.pending for h in self.hosts.values()):
+            while self.network:
+                self.deliver(0)
+            for role in Role:
+                while self.hosts[role].pending:
+                    self.complete(role, ok=True)
+
+    def settle(self, rounds: int = 60) -> None:
+        """A healthy network and successful scripts from now on: run until nothing moves."""
+        for _ in range(rounds):
+            self.drain()
+            self.probe()
+            self.local_health()
+            self.send_heartbeat()
+            self.drain()
+            self.advance(self.policy.ack_timeout)
+
+    # ------------------------------------------------------------------ invariants
+
+    def _check_transition(self, role: Role, t: Transition) -> None:
+        if not t.reason.strip():
+            raise InvariantViolation(f"{role} transition {t} has no reason")
+        if t.term < t.from_term:
+            raise InvariantViolation(f"{role} forgot a term: {t}")
+        if role is Role.MASTER:
+            if t.to_state is State.INACTIVE:
+                self.master.ever_inactive = True
+            if self.master.ever_inactive and t.to_state is State.ACTIVE:
+                raise InvariantViolation(f"the master became ACTIVE again after INACTIVE: {t}")
+
+    def _check_action(self, role: Role, action: Action) -> None:
+        if isinstance(action, RunScripts) and action.kind is ScriptKind.STARTUP:
+            if role is Role.MASTER:
+                raise InvariantViolation("the master started its service outside switchback")
+            term = self.hosts[role].node.term
+            if term not in self.authorized_terms and self.policy.on_ack_timeout is OnAckTimeout.FENCE:
+                raise InvariantViolation(
+                    f"the slave runs its startup scripts in term {term} without an ACK "
+                    f"or a confirmed fence (authorized: {sorted(self.authorized_terms)})"
+                )
+        if isinstance(action, Reply) and action.ok and self.master.service_running:
+            raise InvariantViolation(f"the master acknowledged term {action.term} while its service runs")
+
+    def _check_world(self) -> None:
+        m, s = self.master.node, self.slave.node
+        if m.state is State.ACTIVE and s.state is State.ACTIVE and m.term == s.term:
+            raise InvariantViolation(f"both hosts ACTIVE in term {m.term}")
+        both_running = self.master.service_running and self.slave.service_running
+        if both_running and self.policy.on_ack_timeout is OnAckTimeout.FENCE:
+            raise InvariantViolation(f"the service runs on both hosts: master {m}, slave {s}")

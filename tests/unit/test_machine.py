@@ -1,0 +1,485 @@
+"""One test per decision of failover.machine: (role, state, event) -> state, actions, reason."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from failover.machine import (
+    EVENTS_OF,
+    GROUP_WORD,
+    Alert,
+    CheckService,
+    FenceConfirmed,
+    LocalHealth,
+    MachineError,
+    NodeState,
+    OnAckTimeout,
+    PeerReport,
+    Policy,
+    ProbeNow,
+    ProbeResult,
+    Reply,
+    Role,
+    RunScripts,
+    ScriptKind,
+    ScriptsFinished,
+    SendHeartbeat,
+    SendShutdown,
+    ServiceChecked,
+    ShutdownAnswered,
+    ShutdownRequested,
+    Started,
+    State,
+    Step,
+    Tick,
+    initial_state,
+    step,
+)
+
+P = Policy(probe_failures=3, ack_timeout=10.0)
+M, S = Role.MASTER, Role.SLAVE
+
+
+def node(role: Role, state: State, **kw: object) -> NodeState:
+    return dataclasses.replace(NodeState(role, state), **kw)  # type: ignore[arg-type]
+
+
+def run(n: NodeState, *events: object, policy: Policy = P) -> list[Step]:
+    steps = []
+    for e in events:
+        s = step(policy, n, e)  # type: ignore[arg-type]
+        steps.append(s)
+        n = s.state
+    return steps
+
+
+def kinds(s: Step) -> list[type]:
+    return [type(a) for a in s.actions]
+
+
+# ---------------------------------------------------------------------------- initial states
+
+
+def test_initial_states() -> None:
+    assert initial_state(M).state is State.ACTIVE and initial_state(M).group == "ACTIVE"
+    assert initial_state(S).state is State.STANDBY and initial_state(S).group == "STANDBY"
+
+
+def test_state_must_belong_to_role() -> None:
+    with pytest.raises(ValueError, match="INACTIVE is not a state of the slave"):
+        NodeState(S, State.INACTIVE)
+    with pytest.raises(ValueError, match="STANDBY is not a state of the master"):
+        NodeState(M, State.STANDBY)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Tick(now=-1),
+        lambda: Tick(now=float("nan")),
+        lambda: ShutdownRequested(now=1, term=0),
+        lambda: PeerReport(now=1, term=-1, state=State.ACTIVE),
+        lambda: FenceConfirmed(now=1, term=1, method=""),
+        lambda: ShutdownAnswered(now=1, term=True, ok=True),  # type: ignore[arg-type]
+    ],
+)
+def test_events_validate_themselves(make: object) -> None:
+    with pytest.raises(ValueError):
+        make()  # type: ignore[operator]
+
+
+def test_event_the_role_never_receives_names_role_state_event() -> None:
+    with pytest.raises(MachineError, match=r"the slave in state STANDBY cannot receive ShutdownRequested"):
+        step(P, initial_state(S), ShutdownRequested(now=1, term=1))
+    with pytest.raises(MachineError, match=r"the master in state ACTIVE cannot receive ProbeResult"):
+        step(P, initial_state(M), ProbeResult(now=1, ok=False))
+
+
+def test_unlisted_event_is_ignored_without_transition() -> None:
+    n = initial_state(M)
+    s = step(P, n, Tick(now=5))
+    assert s.state == n and s.actions == () and s.transition is None
+
+
+# ---------------------------------------------------------------------------- slave: detection
+
+
+def test_probe_failures_below_threshold_go_suspect_then_back() -> None:
+    s1, s2, s3 = run(
+        initial_state(S),
+        ProbeResult(1, False, "refused"),
+        ProbeResult(2, False, "refused"),
+        ProbeResult(3, True, "+OK"),
+    )
+    assert s1.state.state is State.SUSPECT and s1.state.failures == 1
+    assert "1/3" in s1.transition.reason  # type: ignore[union-attr]
+    assert s2.state.state is State.SUSPECT and s2.state.failures == 2
+    assert s3.state.state is State.STANDBY and s3.state.failures == 0
+    assert "answers again" in s3.transition.reason  # type: ignore[union-attr]
+
+
+def test_threshold_claims_a_new_term_and_sends_shutdown() -> None:
+    steps = run(initial_state(S), *(ProbeResult(t, False, "timeout") for t in (1, 2, 3)))
+    last = steps[-1]
+    assert last.state.state is State.FAILING_OVER and last.state.term == 1
+    assert last.actions == (SendShutdown(term=1, timeout=10.0),)
+    assert last.state.deadline == 3 + 10.0
+    assert "3 consecutive probes" in last.transition.reason  # type: ignore[union-attr]
+    assert last.transition.from_term == 0 and last.transition.term == 1  # type: ignore[union-attr]
+
+
+def test_successful_probe_in_standby_is_not_a_transition() -> None:
+    s = step(P, initial_state(S), ProbeResult(1, True))
+    assert s.transition is None and s.state.failures == 0
+
+
+def test_master_word_then_failed_probe_fails_over_at_once() -> None:
+    hb = PeerReport(1, term=0, state=State.ACTIVE, service_ok=False, detail="pid 42 gone")
+    s1, s2 = run(initial_state(S), hb, ProbeResult(1.1, False, "refused"))
+    assert s1.state.state is State.SUSPECT and s1.actions == (ProbeNow(),)
+    assert s2.state.state is State.FAILING_OVER and s2.state.term == 1
+    assert "reports its service down" in s2.transition.reason  # type: ignore[union-attr]
+
+
+def test_master_word_after_our_failed_probe_fails_over_at_once() -> None:
+    hb = PeerReport(2, term=0, state=State.ACTIVE, service_ok=False, detail="pid gone")
+    _, s2 = run(initial_state(S), ProbeResult(1, False, "refused"), hb)
+    assert s2.state.state is State.FAILING_OVER
+    assert "two" not in s2.transition.reason and "last probe failed" in s2.transition.reason  # type: ignore
+
+
+def test_master_word_alone_never_fails_over() -> None:
+    hb = PeerReport(1, term=0, state=State.ACTIVE, service_ok=False, detail="pid gone")
+    steps = run(initial_state(S), hb, ProbeResult(2, True), hb, hb, ProbeResult(3, True))
+    assert all(s.state.state in (State.STANDBY, State.SUSPECT) for s in steps)
+    # the repeated word does not flap the journal
+    assert [s.transition is not None for s in steps] == [True, True, False, False, False]
+
+
+def test_heartbeat_saying_ok_clears_the_master_word() -> None:
+    down = PeerReport(1, term=0, state=State.ACTIVE, service_ok=False)
+    ok = PeerReport(2, term=0, state=State.ACTIVE, service_ok=True)
+    steps = run(initial_state(S), down, ProbeResult(1.5, True), ok, ProbeResult(3, False))
+    assert steps[-1].state.state is State.SUSPECT  # one failure only: back to counting
+
+
+def test_heartbeat_teaches_the_slave_a_higher_term() -> None:
+    s = step(P, initial_state(S), PeerReport(1, term=7, state=State.ACTIVE, service_ok=True))
+    assert s.state.term == 7 and s.transition is not None and "learned term 7" in s.transition.reason
+    claim = run(s.state, *(ProbeResult(t, False) for t in (2, 3, 4)))[-1]
+    assert claim.state.term == 8
+
+
+def test_restart_while_watching_resets_the_counters() -> None:
+    n = node(S, State.SUSPECT, failures=2, master_says_down=True)
+    s = step(P, n, Started(50))
+    assert s.state.state is State.STANDBY and s.state.failures == 0 and not s.state.master_says_down
+
+
+# ---------------------------------------------------------------------------- slave: failing over
+
+
+def failing_over(term: int = 1, deadline: float = 20.0) -> NodeState:
+    return node(S, State.FAILING_OVER, term=term, deadline=deadline)
+
+
+def test_ack_starts_the_startup_scripts() -> None:
+    s = step(P, failing_over(), ShutdownAnswered(5, term=1, ok=True, detail="service verified down"))
+    assert s.state.state is State.STARTING and s.actions == (RunScripts(ScriptKind.STARTUP),)
+    assert "acknowledged" in s.transition.reason  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("term", [0, 2])
+def test_ack_for_another_term_is_ignored(term: int) -> None:
+    s = step(P, failing_over(), ShutdownAnswered(5, term=term, ok=True))
+    assert s.state == failing_over() and s.actions == ()
+
+
+def test_nack_goes_fencing_and_alerts() -> None:
+    s = step(P, failing_over(), ShutdownAnswered(5, term=1, ok=False, detail="service still running"))
+    assert s.state.state is State.FENCING and kinds(s) == [Alert]
+    assert "not starting" in s.transition.reason  # type: ignore[union-attr]
+
+
+def test_no_ack_before_the_deadline_waits() -> None:
+    s = step(P, failing_over(deadline=20.0), Tick(19.99))
+    assert s.state.state is State.FAILING_OVER and s.actions == ()
+
+
+def test_no_ack_by_the_deadline_fences_and_never_starts() -> None:
+    s = step(P, failing_over(deadline=20.0), Tick(20.0))
+    assert s.state.state is State.FENCING and kinds(s) == [Alert]
+    assert "NOT starting" in s.transition.reason  # type: ignore[union-attr]
+    assert s.state.deadline == 30.0
+
+
+def test_no_ack_with_takeover_policy_starts_anyway_and_says_so() -> None:
+    pol = Policy(probe_failures=3, ack_timeout=10.0, on_ack_timeout=OnAckTimeout.TAKEOVER)
+    s = step(pol, failing_over(deadline=20.0), Tick(21))
+    assert s.state.state is State.STARTING and kinds(s) == [Alert, RunScripts]
+    assert "WITHOUT a confirmed stop" in s.transition.reason  # type: ignore[union-attr]
+
+
+def test_fencing_asks_again_each_ack_timeout_and_alerts() -> None:
+    n = node(S, State.FENCING, term=1, deadline=30.0)
+    assert step(P, n, Tick(29)).actions == ()
+    s = step(P, n, Tick(31))
+    assert kinds(s) == [Alert, SendShutdown] and s.state.deadline == 41 and s.transition is None
+
+
+def test_late_ack_while_fencing_starts() -> None:
+    s = step(P, node(S, State.FENCING, term=1), ShutdownAnswered(40, term=1, ok=True))
+    assert s.state.state is State.STARTING and s.actions == (RunScripts(ScriptKind.STARTUP),)
+
+
+def test_nack_while_fencing_changes_nothing() -> None:
+    n = node(S, State.FENCING, term=1)
+    assert step(P, n, ShutdownAnswered(40, term=1, ok=False)).state == n
+
+
+@pytest.mark.parametrize("state", [State.FAILING_OVER, State.FENCING])
+def test_confirmed_fence_for_this_term_starts(state: State) -> None:
+    s = step(P, node(S, state, term=3), FenceConfirmed(9, term=3, method="operator"))
+    assert s.state.state is State.STARTING and "by operator" in s.transition.reason  # type: ignore[union-attr]
+    assert step(P, node(S, state, term=3), FenceConfirmed(9, term=2, method="operator")).actions == ()
+
+
+def test_restart_while_failing_over_asks_again_with_a_new_deadline() -> None:
+    s = step(P, failing_over(term=4, deadline=1e9), Started(100))
+    assert s.state.state is State.FAILING_OVER and s.state.term == 4
+    assert s.actions == (SendShutdown(4, 10.0),) and s.state.deadline == 110
+
+
+def test_restart_while_fencing_asks_at_the_next_tick() -> None:
+    s1, s2 = run(node(S, State.FENCING, term=2, deadline=1e9), Started(100), Tick(100))
+    assert s1.actions == () and kinds(s2) == [Alert, SendShutdown]
+
+
+def test_probes_are_ignored_once_failing_over() -> None:
+    for state in (State.FAILING_OVER, State.FENCING, State.STARTING, State.ACTIVE, State.FAILED):
+        n = node(S, state, term=1)
+        assert step(P, n, ProbeResult(1, False)).state == n
+
+
+# ---------------------------------------------------------------------------- slave: starting
+
+
+def test_startup_scripts_then_check_then_active() -> None:
+    n = node(S, State.STARTING, term=1)
+    s1, s2 = run(n, ScriptsFinished(1, ScriptKind.STARTUP, True, "ok"), ServiceChecked(2, True, "+OK"))
+    assert s1.actions == (CheckService(expect_up=True),) and s1.transition is None
+    assert s2.state.state is State.ACTIVE and s2.state.group == "ACTIVE"
+    assert "ACTIVE in term 1" in s2.transition.reason  # type: ignore[union-attr]
+
+
+def test_failing_startup_script_leaves_failed_with_the_reason() -> None:
+    s = step(
+        P,
+        node(S, State.STARTING, term=1),
+        ScriptsFinished(1, ScriptKind.STARTUP, False, "start.sh killed after 5 s timeout"),
+    )
+    assert s.state.state is State.FAILED and kinds(s) == [Alert]
+    assert "killed after 5 s timeout" in s.transition.reason  # type: ignore[union-attr]
+
+
+def test_service_not_answering_after_scripts_is_failed() -> None:
+    s = run(
+        node(S, State.STARTING, term=1),
+        ScriptsFinished(1, ScriptKind.STARTUP, True),
+        ServiceChecked(2, False, "refused"),
+    )[-1]
+    assert s.state.state is State.FAILED and "does not answer" in s.transition.reason  # type: ignore
+
+
+def test_restart_in_starting_checks_before_repeating_the_startup() -> None:
+    n = node(S, State.STARTING, term=2, scripts_done=True)
+    s1, s2 = run(n, Started(5), ServiceChecked(6, True, "+OK"))
+    assert s1.actions == (CheckService(expect_up=True),) and not s1.state.scripts_done
+    assert s2.state.state is State.ACTIVE and "completed before the restart" in s2.transition.reason  # type: ignore
+
+
+def test_restart_in_starting_reruns_the_startup_when_not_up() -> None:
+    _, s2, s3 = run(
+        node(S, State.STARTING, term=2),
+        Started(5),
+        ServiceChecked(6, False, "refused"),
+        ScriptsFinished(7, ScriptKind.STARTUP, True),
+    )
+    assert s2.actions == (RunScripts(ScriptKind.STARTUP),) and s2.state.term == 2
+    assert s3.actions == (CheckService(expect_up=True),)
+
+
+def test_active_and_failed_slave_do_nothing_on_restart() -> None:
+    for state in (State.ACTIVE, State.FAILED):
+        n = node(S, state, term=1)
+        assert step(P, n, Started(1)).actions == ()
+
+
+def test_active_slave_tells_an_active_master_to_shut_down() -> None:
+    s = step(P, node(S, State.ACTIVE, term=1), PeerReport(5, term=0, state=State.ACTIVE, service_ok=True))
+    assert kinds(s) == [Alert, SendShutdown] and s.state.state is State.ACTIVE
+    assert step(P, node(S, State.ACTIVE, term=1), PeerReport(5, term=1, state=State.INACTIVE)).actions == ()
+
+
+def test_active_slave_steps_down_on_a_higher_term() -> None:
+    n = node(S, State.ACTIVE, term=1)
+    s1, s2, s3 = run(
+        n,
+        PeerReport(5, term=2, state=State.ACTIVE),
+        ScriptsFinished(6, ScriptKind.SHUTDOWN, True),
+        ServiceChecked(7, False, "refused"),
+    )
+    assert s1.state.state is State.STOPPING and s1.state.term == 2 and "deposed by term 2" in s1.state.reason
+    assert s2.actions == (CheckService(expect_up=False),)
+    assert s3.state.state is State.STANDBY and s3.actions == ()
+
+
+def test_slave_records_its_own_health_when_active() -> None:
+    assert step(P, node(S, State.ACTIVE, term=1), LocalHealth(1, False)).state.service_ok is False
+
+
+# ---------------------------------------------------------------------------- master
+
+
+def test_shutdown_request_stops_then_acks_with_the_scripts_results() -> None:
+    n = initial_state(M)
+    s1, s2, s3 = run(
+        n,
+        ShutdownRequested(1, term=1),
+        ScriptsFinished(2, ScriptKind.SHUTDOWN, True, "stop.sh: 0"),
+        ServiceChecked(3, False, "port refused, no process"),
+    )
+    assert (
+        s1.state.state is State.STOPPING
+        and s1.state.term == 1
+        and s1.actions == (RunScripts(ScriptKind.SHUTDOWN),)
+    )
+    assert s2.actions == (CheckService(expect_up=False),)
+    assert s3.state.state is State.INACTIVE and s3.state.group == "INACTIVE"
+    (reply,) = s3.actions
+    assert isinstance(reply, Reply) and reply.ok and reply.term == 1 and "stop.sh: 0" in reply.detail
+
+
+def test_failing_stop_script_is_judged_by_the_service_check() -> None:
+    s = run(
+        initial_state(M),
+        ShutdownRequested(1, term=1),
+        ScriptsFinished(2, ScriptKind.SHUTDOWN, False, "rc 1"),
+        ServiceChecked(3, False, "refused"),
+    )[-1]
+    assert s.state.state is State.INACTIVE and isinstance(s.actions[0], Reply) and s.actions[0].ok
+
+
+def test_service_still_up_after_stop_nacks_and_fails() -> None:
+    s = run(
+        initial_state(M),
+        ShutdownRequested(1, term=1),
+        ScriptsFinished(2, ScriptKind.SHUTDOWN, True),
+        ServiceChecked(3, True, "+OK"),
+    )[-1]
+    assert s.state.state is State.FAILED and kinds(s) == [Reply, Alert]
+    assert not s.actions[0].ok  # type: ignore[attr-defined]
+
+
+def test_failed_master_retries_on_the_next_request() -> None:
+    s = step(P, node(M, State.FAILED, term=1), ShutdownRequested(5, term=1))
+    assert s.state.state is State.STOPPING and s.actions == (RunScripts(ScriptKind.SHUTDOWN),)
+
+
+def test_stale_request_is_refused_in_every_state() -> None:
+    for state in (State.ACTIVE, State.STOPPING, State.INACTIVE, State.FAILED):
+        n = node(M, state, term=5)
+        s = step(P, n, ShutdownRequested(1, term=4 if state is not State.ACTIVE else 5))
+        assert s.state == n and len(s.actions) == 1
+        assert isinstance(s.actions[0], Reply) and not s.actions[0].ok and "stale" in s.actions[0].detail
+
+
+def test_duplicate_request_while_stopping_waits_for_the_same_stop() -> None:
+    n = node(M, State.STOPPING, term=1)
+    assert step(P, n, ShutdownRequested(2, term=1)).actions == ()
+
+
+def test_inactive_master_acks_again_idempotently() -> None:
+    n = node(M, State.INACTIVE, term=1, detail="service verified down")
+    s = step(P, n, ShutdownRequested(2, term=1))
+    assert s.actions == (Reply(1, True, "service verified down"),) and s.transition is None
+    s = step(P, n, ShutdownRequested(2, term=3))
+    assert s.state.term == 3 and s.transition is not None  # the learned term is journaled
+
+
+def test_inactive_master_never_starts_again_on_restart() -> None:
+    n = node(M, State.INACTIVE, term=1)
+    assert step(P, n, Started(9)).actions == ()
+
+
+def test_inactive_master_stops_a_service_someone_started() -> None:
+    s = step(P, node(M, State.INACTIVE, term=1), LocalHealth(5, True, "+OK"))
+    assert s.state.state is State.STOPPING and kinds(s) == [Alert, RunScripts]
+    assert "no automatic failback" in s.transition.reason  # type: ignore[union-attr]
+
+
+def test_master_restarted_while_stopping_runs_the_scripts_again() -> None:
+    s = step(P, node(M, State.STOPPING, term=1, scripts_done=True), Started(9))
+    assert s.actions == (RunScripts(ScriptKind.SHUTDOWN),) and not s.state.scripts_done
+
+
+def test_master_health_change_sends_a_heartbeat_at_once() -> None:
+    s1, s2, s3 = run(
+        initial_state(M), LocalHealth(1, True), LocalHealth(2, False, "pid gone"), LocalHealth(3, False)
+    )
+    assert s1.actions == () and s2.actions == (SendHeartbeat(),) and s3.actions == ()
+    assert s2.state.service_ok is False and s2.transition is None
+    assert step(P, initial_state(M), LocalHealth(1, False)).actions == (SendHeartbeat(),)
+
+
+def test_active_master_deposed_by_a_higher_term() -> None:
+    s = step(P, initial_state(M), PeerReport(5, term=1, state=State.ACTIVE))
+    assert s.state.state is State.STOPPING and s.state.term == 1 and kinds(s) == [Alert, RunScripts]
+    assert "deposed by term 1" in s.transition.reason  # type: ignore[union-attr]
+
+
+def test_master_learns_but_ignores_equal_or_lower_terms() -> None:
+    n = node(M, State.ACTIVE, term=3)
+    assert step(P, n, PeerReport(5, term=3, state=State.STANDBY)).state == n
+    s = step(P, node(M, State.INACTIVE, term=3), PeerReport(5, term=4, state=State.ACTIVE))
+    assert s.state.term == 4 and s.state.state is State.INACTIVE and s.actions == ()
+
+
+# ---------------------------------------------------------------------------- whole table
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_every_transition_has_a_reason_and_every_state_handles_every_event(role: Role) -> None:
+    """Smoke over the whole table: every (state, event) pair gives a valid step."""
+    samples = [
+        Started(1),
+        Tick(1e6),
+        ProbeResult(1, False, "x"),
+        ProbeResult(1, True),
+        LocalHealth(1, True),
+        LocalHealth(1, False),
+        ShutdownRequested(1, term=1),
+        ShutdownRequested(1, term=9),
+        ShutdownAnswered(1, term=1, ok=True),
+        ShutdownAnswered(1, term=1, ok=False),
+        ScriptsFinished(1, ScriptKind.SHUTDOWN, True),
+        ScriptsFinished(1, ScriptKind.STARTUP, False),
+        ServiceChecked(1, True),
+        ServiceChecked(1, False),
+        FenceConfirmed(1, term=1, method="op"),
+        PeerReport(1, term=5, state=State.ACTIVE, service_ok=False),
+    ]
+    states = {st for (r, st) in GROUP_WORD if r is role}
+    for st in states:
+        for done in (False, True):
+            n = node(role, st, term=1, scripts_done=done, failures=1)
+            for e in samples:
+                if type(e) not in EVENTS_OF[role]:
+                    continue
+                s = step(P, n, e)
+                if s.transition is not None:
+                    assert s.transition.reason.strip()
+                    assert s.state.reason == s.transition.reason
+                assert s.state.term >= n.term
