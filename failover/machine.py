@@ -449,9 +449,7 @@ def _stopping_service_checked(p: Policy, n: NodeState, e: Event) -> Step:
     if not e.up:
         detail = f"service verified down ({e.detail})" + (f"; scripts: {n.detail}" if n.detail else "")
         actions: list[Action] = [Reply(n.term, True, detail)] if n.role is Role.MASTER else []
-        return _move(
-            n, e, done, f"service verified down for term {n.term}", *actions, detail=detail, service_ok=False
-        )
+        return _move(n, e, done, f"service verified down for term {n.term}", *actions, detail=detail, service_ok=False)
     reason = f"service still running after the shutdown scripts: {e.detail}"
     actions = [Alert(reason)]
     if n.role is Role.MASTER:
@@ -575,8 +573,7 @@ def _slave_answered(p: Policy, n: NodeState, e: Event) -> Step:
             n,
             e,
             State.STARTING,
-            f"the master acknowledged the shutdown for term {n.term} "
-            f"({e.detail}): running the startup scripts",
+            f"the master acknowledged the shutdown for term {n.term} ({e.detail}): running the startup scripts",
             RunScripts(ScriptKind.STARTUP),
             deadline=None,
             scripts_done=False,
@@ -775,9 +772,7 @@ def step(policy: Policy, node: NodeState, event: Event) -> Step:
         result = dataclasses.replace(
             result,
             state=dataclasses.replace(result.state, reason=reason),
-            transition=Transition(
-                node.state, node.state, node.term, result.state.term, reason, type(event).__name__
-            ),
+            transition=Transition(node.state, node.state, node.term, result.state.term, reason, type(event).__name__),
         )
     return result
 

@@ -112,9 +112,7 @@ class MasterSlavePair:
         if isinstance(action, SendShutdown):
             self.network.append(Message(Role.MASTER, ShutdownRequested(self.now, term=action.term)))
         elif isinstance(action, Reply):
-            self.network.append(
-                Message(Role.SLAVE, ShutdownAnswered(self.now, action.term, action.ok, action.detail))
-            )
+            self.network.append(Message(Role.SLAVE, ShutdownAnswered(self.now, action.term, action.ok, action.detail)))
         elif isinstance(action, SendHeartbeat):
             self.send_heartbeat()
         elif isinstance(action, Alert):

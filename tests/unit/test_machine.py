@@ -82,7 +82,7 @@ def test_state_must_belong_to_role() -> None:
         lambda: ShutdownRequested(now=1, term=0),
         lambda: PeerReport(now=1, term=-1, state=State.ACTIVE),
         lambda: FenceConfirmed(now=1, term=1, method=""),
-        lambda: ShutdownAnswered(now=1, term=True, ok=True),  # type: ignore[arg-type]
+        lambda: ShutdownAnswered(now=1, term=True, ok=True),
     ],
 )
 def test_events_validate_themselves(make: object) -> None:
@@ -351,11 +351,7 @@ def test_shutdown_request_stops_then_acks_with_the_scripts_results() -> None:
         ScriptsFinished(2, ScriptKind.SHUTDOWN, True, "stop.sh: 0"),
         ServiceChecked(3, False, "port refused, no process"),
     )
-    assert (
-        s1.state.state is State.STOPPING
-        and s1.state.term == 1
-        and s1.actions == (RunScripts(ScriptKind.SHUTDOWN),)
-    )
+    assert s1.state.state is State.STOPPING and s1.state.term == 1 and s1.actions == (RunScripts(ScriptKind.SHUTDOWN),)
     assert s2.actions == (CheckService(expect_up=False),)
     assert s3.state.state is State.INACTIVE and s3.state.group == "INACTIVE"
     (reply,) = s3.actions
@@ -426,9 +422,7 @@ def test_master_restarted_while_stopping_runs_the_scripts_again() -> None:
 
 
 def test_master_health_change_sends_a_heartbeat_at_once() -> None:
-    s1, s2, s3 = run(
-        initial_state(M), LocalHealth(1, True), LocalHealth(2, False, "pid gone"), LocalHealth(3, False)
-    )
+    s1, s2, s3 = run(initial_state(M), LocalHealth(1, True), LocalHealth(2, False, "pid gone"), LocalHealth(3, False))
     assert s1.actions == () and s2.actions == (SendHeartbeat(),) and s3.actions == ()
     assert s2.state.service_ok is False and s2.transition is None
     assert step(P, initial_state(M), LocalHealth(1, False)).actions == (SendHeartbeat(),)

@@ -1,0 +1,252 @@
+"""failover/config.py: every problem is found, named by its key, and reported together."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from failover import config as cfg
+from failover.config import ConfigError, find_role, load
+from failover.machine import OnAckTimeout, Role
+
+GOOD = """\
+# failover config
+CONFIG = {
+    "MASTER_HOST": "10.0.0.1",
+    "SLAVE_HOST": "10.0.0.2",
+    "MONITOR_PORT": 7890,
+    "MONITOR_PORT_SLAVE": 7891,
+    "SECRET_FILE": "secret",
+    "SHUTDOWN_SCRIPTS": "./scripts/stop.sh >/dev/null 2>&1, ./scripts/stop2.sh",
+    "STARTUP_SCRIPTS": ["./scripts/start.sh"],
+    "REMOTE_POP3_TIMEOUT": 5,
+}
+"""
+
+
+@pytest.fixture
+def confdir(tmp_path: Path) -> Path:
+    (tmp_path / "scripts").mkdir()
+    for name in ("stop.sh", "stop2.sh", "start.sh"):
+        script = tmp_path / "scripts" / name
+        script.write_text("#!/bin/sh\nexit 0\n")
+        script.chmod(0o755)
+    secret = tmp_path / "secret"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+    secret.chmod(0o600)
+    (tmp_path / "failover_config.py").write_text(GOOD)
+    return tmp_path
+
+
+def write(confdir: Path, text: str) -> Path:
+    path = confdir / "failover_config.py"
+    path.write_text(text)
+    return path
+
+
+def edit(confdir: Path, **changes: object) -> Path:
+    """GOOD with some keys replaced (None removes a key)."""
+    lines = [line for line in GOOD.splitlines() if not any(f'"{k}"' in line for k in changes)]
+    extra = [f"    {k!r}: {v!r}," for k, v in changes.items() if v is not None]
+    return write(confdir, "\n".join(lines[:-1] + extra + ["}"]) + "\n")
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    return info.value.lines()
+
+
+def test_good_config_loads_with_defaults(confdir: Path) -> None:
+    c = load(confdir / "failover_config.py")
+    assert c.SHUTDOWN_SCRIPTS == ("./scripts/stop.sh >/dev/null 2>&1", "./scripts/stop2.sh")  # the Perl string
+    assert c.STARTUP_SCRIPTS == ("./scripts/start.sh",)  # a list
+    assert c.REMOTE_POP3_HOST == "10.0.0.1" and c.SLAVE_POP3_HOST == "10.0.0.2"
+    assert c.REMOTE_POP3_PORT == 110 == c.SLAVE_POP3_PORT and c.REMOTE_POP3_TIMEOUT == 5.0
+    assert c.ON_ACK_TIMEOUT is OnAckTimeout.FENCE and c.warnings == ()
+    assert c.SECRET_FILE == str(confdir / "secret") and c.base_dir == str(confdir)
+    assert c.policy().probe_failures == 3
+
+
+def test_every_problem_is_reported_at_once(confdir: Path) -> None:
+    lines = problems(edit(confdir, MONITOR_PORT=None, PROBE_FAILURES=0, REMOTE_POP3_PORT="110"))
+    assert len(lines) == 3
+    assert any(line.startswith("failover_config.py: MONITOR_PORT: missing") for line in lines)
+    assert "failover_config.py: PROBE_FAILURES: 0 is out of range: expected 1 <= integer <= 1000" in lines
+    assert "failover_config.py: REMOTE_POP3_PORT: expected a port, got str '110'" in lines
+
+
+def test_unknown_key_suggests_the_close_one(confdir: Path) -> None:
+    assert problems(edit(confdir, REMOTE_POP3_TIMOUT=3)) == [
+        "failover_config.py: REMOTE_POP3_TIMOUT: unknown key; did you mean REMOTE_POP3_TIMEOUT?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"PROBE_INTERVAL": "5"}, "PROBE_INTERVAL: expected a number of seconds, got str '5'"),
+        ({"PROBE_INTERVAL": True}, "PROBE_INTERVAL: expected a number of seconds, got bool True"),
+        ({"PROBE_INTERVAL": -1}, "PROBE_INTERVAL: -1 is out of range: expected 0.01 <= value <= 3600 (seconds)"),
+        ({"MONITOR_PORT": 70000}, "MONITOR_PORT: 70000 is out of range: expected 1 <= port <= 65535"),
+        ({"MASTER_HOST": ""}, "MASTER_HOST: must not be empty"),
+        ({"MASTER_HOST": "a b"}, "MASTER_HOST: expected a host name or IP address, got 'a b'"),
+        ({"STARTUP_SCRIPTS": []}, "STARTUP_SCRIPTS: expected at least one script"),
+        ({"STARTUP_SCRIPTS": 3}, "STARTUP_SCRIPTS: expected a list of commands or a comma-separated string, got int"),
+        ({"ON_ACK_TIMEOUT": "start"}, "ON_ACK_TIMEOUT: expected 'fence' (recommended) or 'takeover', got 'start'"),
+        ({"POP3_PROBE_USER": "test"}, "POP3_PROBE_PASS: POP3_PROBE_USER and POP3_PROBE_PASS go together"),
+    ],
+)
+def test_wrong_type_and_range(confdir: Path, change: dict[str, object], expected: str) -> None:
+    lines = problems(edit(confdir, **change))
+    assert any(line.startswith(f"failover_config.py: {expected}") for line in lines), lines
+
+
+def test_unsupported_python_value(confdir: Path) -> None:
+    write(confdir, GOOD.replace('"REMOTE_POP3_TIMEOUT": 5,', '"REMOTE_POP3_TIMEOUT": {5},'))
+    (line,) = problems(confdir / "failover_config.py")
+    assert line == "failover_config.py: REMOTE_POP3_TIMEOUT: unsupported value of type set: {5}"
+
+
+def test_port_clash_on_the_same_host(confdir: Path) -> None:
+    path = edit(confdir, MASTER_HOST="127.0.0.1", SLAVE_HOST="localhost", MONITOR_PORT_SLAVE=7890, SLAVE_POP3_PORT=111)
+    assert problems(path) == [
+        "failover_config.py: MONITOR_PORT_SLAVE: port clash: MONITOR_PORT_SLAVE and MONITOR_PORT both use "
+        "localhost:7890; each listener needs its own port"
+    ]
+    load(edit(confdir, MONITOR_PORT_SLAVE=7890))  # different hosts: no clash
+
+
+def test_pop3_and_monitor_port_clash(confdir: Path) -> None:
+    (line,) = problems(edit(confdir, REMOTE_POP3_PORT=7890))
+    assert "REMOTE_POP3_PORT: port clash: REMOTE_POP3_PORT and MONITOR_PORT both use 10.0.0.1:7890" in line
+
+
+def test_missing_and_non_executable_scripts(confdir: Path) -> None:
+    (confdir / "scripts" / "start.sh").chmod(0o644)
+    lines = problems(edit(confdir, SHUTDOWN_SCRIPTS="./scripts/nope.sh, no-such-program-xyz --flag"))
+    assert lines == [
+        f"failover_config.py: SHUTDOWN_SCRIPTS: ./scripts/nope.sh: no such file (looked for {confdir}/scripts/nope.sh)",
+        "failover_config.py: SHUTDOWN_SCRIPTS: no-such-program-xyz: not found on PATH",
+        f"failover_config.py: STARTUP_SCRIPTS: ./scripts/start.sh: not executable "
+        f"(chmod +x {confdir}/scripts/start.sh)",
+    ]
+
+
+def test_secret_missing_readable_by_others_or_short(confdir: Path) -> None:
+    secret = confdir / "secret"
+    secret.chmod(0o644)
+    (line,) = problems(confdir / "failover_config.py")
+    assert line == (
+        f"failover_config.py: SECRET_FILE: {secret}: mode 0644 lets others read it; expected 0600 (chmod 600 {secret})"
+    )
+    secret.chmod(0o600)
+    secret.write_text("short\n")
+    (line,) = problems(confdir / "failover_config.py")
+    assert "5 bytes; expected at least 16 random bytes" in line
+    secret.unlink()
+    (line,) = problems(confdir / "failover_config.py")
+    assert line == (
+        f"failover_config.py: SECRET_FILE: {secret}: no such file; create it on both hosts with "
+        f"`failover keygen {secret}`"
+    )
+
+
+def test_syntax_error_names_the_line(confdir: Path) -> None:
+    path = write(confdir, GOOD.replace('"MONITOR_PORT": 7890,', '"MONITOR_PORT": 7890'))
+    (line,) = problems(path)
+    assert line.startswith("failover_config.py: line 5: syntax error:"), line
+
+
+def test_runtime_error_names_the_line(confdir: Path) -> None:
+    path = write(confdir, GOOD.replace('"MONITOR_PORT": 7890,', '"MONITOR_PORT": PORT,'))
+    assert problems(path) == ["failover_config.py: line 5: NameError: name 'PORT' is not defined"]
+
+
+def test_missing_config_dict(confdir: Path) -> None:
+    assert problems(write(confdir, "X = 1\n")) == ["failover_config.py: CONFIG: the file must define CONFIG = {...}"]
+    assert problems(write(confdir, "CONFIG = [1]\n")) == ["failover_config.py: CONFIG: CONFIG must be a dict, got list"]
+
+
+def test_a_file_that_exits_or_hangs_cannot_take_the_agent_with_it(
+    confdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert problems(write(confdir, "import sys\nsys.exit(3)\n")) == [
+        "failover_config.py: (file): the file called exit(3)"
+    ]
+    monkeypatch.setattr(cfg, "LOAD_TIMEOUT", 1.0)
+    assert problems(write(confdir, "while True:\n    pass\n")) == [
+        "failover_config.py: (file): executing the file took over 1 s"
+    ]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    (line,) = problems(tmp_path / "failover_config.py")
+    assert line.startswith("failover_config.py: (file): cannot read") and "No such file" in line
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"SHUTDOWN_ACK_TIMEOUT": 60, "SCRIPT_TIMEOUT": 30},
+            "SHUTDOWN_ACK_TIMEOUT: timing rule broken: expected SHUTDOWN_ACK_TIMEOUT (60) > SCRIPT_TIMEOUT (30) x 2 "
+            "SHUTDOWN_SCRIPTS + SERVICE_CHECK_TIMEOUT (10) = 70: otherwise a master that is still stopping normally "
+            "is taken for one that does not answer",
+        ),
+        (
+            {"SERVICE_CHECK_TIMEOUT": 2},
+            "SERVICE_CHECK_TIMEOUT: timing rule broken: expected SERVICE_CHECK_TIMEOUT (2) >= REMOTE_POP3_TIMEOUT (5)",
+        ),
+        (
+            {"CONTROL_TIMEOUT": 60, "SHUTDOWN_ACK_TIMEOUT": 60, "SCRIPT_TIMEOUT": 1},
+            "CONTROL_TIMEOUT: timing rule broken: expected CONTROL_TIMEOUT (60) < SHUTDOWN_ACK_TIMEOUT (60)",
+        ),
+    ],
+)
+def test_timeouts_that_cannot_work_together(confdir: Path, change: dict[str, object], expected: str) -> None:
+    lines = problems(edit(confdir, **change))
+    assert any(line.startswith(f"failover_config.py: {expected}") for line in lines), lines
+
+
+def test_takeover_and_password_are_accepted_with_warnings(confdir: Path) -> None:
+    c = load(edit(confdir, ON_ACK_TIMEOUT="takeover", RLOGIN_PASS="x"))
+    assert c.ON_ACK_TIMEOUT is OnAckTimeout.TAKEOVER
+    assert [w.split(":")[0] for w in c.warnings] == ["ON_ACK_TIMEOUT", "RLOGIN_PASS"]
+    assert "runs twice" in c.warnings[0]
+
+
+def test_relative_paths_are_taken_from_the_config_directory(confdir: Path) -> None:
+    c = load(edit(confdir, STATE_DIR="state", LOG_DIR="/var/log/x", SERVICE_PIDFILE="run/x.pid"))
+    assert (c.STATE_DIR, c.LOG_DIR, c.SERVICE_PIDFILE) == (
+        str(confdir / "state"),
+        "/var/log/x",
+        str(confdir / "run/x.pid"),
+    )
+
+
+def test_schema_and_config_fields_agree() -> None:
+    fields = set(cfg.Config.__dataclass_fields__) - {"source", "base_dir", "warnings"}
+    assert fields == set(cfg.KEY_NAMES)
+
+
+def test_role_from_the_host(confdir: Path) -> None:
+    c = load(edit(confdir, SLAVE_HOST="127.0.0.1"))
+    assert find_role(c) is Role.SLAVE
+    assert find_role(c, Role.MASTER) is Role.MASTER
+    both = load(edit(confdir, MASTER_HOST="127.0.0.1", SLAVE_HOST="localhost", SLAVE_POP3_PORT=111))
+    with pytest.raises(ConfigError, match=r"are this host \(a pair on one machine\): give the role explicitly"):
+        find_role(both)
+    with pytest.raises(ConfigError, match="neither MASTER_HOST"):
+        find_role(load(write(confdir, GOOD)))
+
+
+def test_scripts_run_from_the_config_directory_not_the_callers(confdir: Path) -> None:
+    here = os.getcwd()
+    try:
+        os.chdir("/")
+        load(confdir / "failover_config.py")  # ./scripts/... found relative to the file
+    finally:
+        os.chdir(here)
