@@ -537,13 +537,26 @@ def _is_local(host: str, addresses: set[str]) -> bool:
 
 
 def find_role(config: Config, explicit: Role | None = None) -> Role:
-    """This host's role: the explicit one, or the one whose host name or address is local."""
-    if explicit is not None:
-        return explicit
+    """This host's role: the one whose host name or address is local, or the explicit one.
+    An explicit role is refused on a host that is plainly the other one."""
     addresses = _local_addresses()
     master, slave = _is_local(config.MASTER_HOST, addresses), _is_local(config.SLAVE_HOST, addresses)
-    if master != slave:
-        return Role.MASTER if master else Role.SLAVE
+    found = (Role.MASTER if master else Role.SLAVE) if master != slave else None
+    if explicit is not None:
+        if found is not None and found is not explicit:
+            key = "MASTER_HOST" if found is Role.MASTER else "SLAVE_HOST"
+            raise ConfigError(
+                config.source,
+                [
+                    Problem(
+                        key,
+                        (f"this host is {key} ({config.host_of(found)}), the {found}: it cannot run as the {explicit}"),
+                    )
+                ],
+            )
+        return explicit
+    if found is not None:
+        return found
     hosts = f"MASTER_HOST ({config.MASTER_HOST}) and SLAVE_HOST ({config.SLAVE_HOST})"
     why = f"both {hosts} are this host (a pair on one machine)" if master else f"neither {hosts} is this host"
     raise ConfigError(config.source, [Problem("MASTER_HOST", f"{why}: give the role explicitly (--role master|slave)")])

@@ -235,10 +235,12 @@ def test_schema_and_config_fields_agree() -> None:
 def test_role_from_the_host(confdir: Path) -> None:
     c = load(edit(confdir, SLAVE_HOST="127.0.0.1"))
     assert find_role(c) is Role.SLAVE
-    assert find_role(c, Role.MASTER) is Role.MASTER
+    with pytest.raises(ConfigError, match=r"SLAVE_HOST: this host is SLAVE_HOST \(127.0.0.1\), the slave: it cannot"):
+        find_role(c, Role.MASTER)
     both = load(edit(confdir, MASTER_HOST="127.0.0.1", SLAVE_HOST="localhost", SLAVE_POP3_PORT=111))
     with pytest.raises(ConfigError, match=r"are this host \(a pair on one machine\): give the role explicitly"):
         find_role(both)
+    assert find_role(both, Role.MASTER) is Role.MASTER
     with pytest.raises(ConfigError, match="neither MASTER_HOST"):
         find_role(load(write(confdir, GOOD)))
 

@@ -1,0 +1,156 @@
+"""lhcd, the local heart-beat daemon of the master.
+
+Watches the master's own service (its process through SERVICE_PIDFILE, and a local POP3
+probe), tells the slave in heartbeats (at once when the service goes down), and carries out
+SHUTDOWN_YOUR_SERVICE requests that socketserver forwards: shutdown scripts, a check that the
+service is really down, then the ACK. Every decision is the machine's.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+from failover import service
+from failover.agent import Agent
+from failover.channel import ChannelError, LocalServer, request
+from failover.config import Config
+from failover.daemon import daemon_main, socket_path
+from failover.machine import (
+    Action,
+    Event,
+    LocalHealth,
+    PeerReport,
+    Reply,
+    Role,
+    SendHeartbeat,
+    ShutdownRequested,
+    State,
+)
+from failover.protocol import Heartbeat, HeartbeatReply, ProtocolError
+from failover.state import wall_clock
+
+
+class _Waiter:
+    """A forwarded SHUTDOWN_YOUR_SERVICE waiting for the machine's Reply."""
+
+    def __init__(self, term: int) -> None:
+        self.term, self.done = term, threading.Event()
+        self.reply: Reply | None = None
+
+    def resolve(self, reply: Reply) -> None:
+        self.reply = reply
+        self.done.set()
+
+
+class Lhcd(Agent):
+    TICK = 1.0
+
+    def __init__(self, config: Config, log: logging.Logger) -> None:
+        super().__init__(config, Role.MASTER, "lhcd", log)
+        self._waiters: list[_Waiter] = []
+        self._lock = threading.Lock()
+        self._heartbeat_now = threading.Event()
+        self._health: tuple[bool | None, str] = (None, "not checked yet")
+
+    # ------------------------------------------------------------------ inputs
+
+    def watch_service(self, stop: threading.Event) -> None:
+        """Check the local service every PROBE_INTERVAL."""
+        while not stop.is_set():
+            ok, detail = service.health(self.config, Role.MASTER)
+            if ok != self._health[0]:
+                self.log.log(
+                    logging.INFO if ok else logging.WARNING, "local service %s: %s", "healthy" if ok else "DOWN", detail
+                )
+            self._health = (ok, detail)
+            self.observe(local_service_ok=ok, local_service_detail=detail, local_service_checked=wall_clock())
+            self.submit(LocalHealth(time.monotonic(), ok, detail))
+            stop.wait(self.config.PROBE_INTERVAL)
+
+    def send_heartbeats(self, stop: threading.Event) -> None:
+        """Tell the slave our state every HEARTBEAT_INTERVAL, or at once when poked."""
+        reachable: bool | None = None
+        while not stop.is_set():
+            self._heartbeat_now.clear()
+            ok, detail = self._health
+            beat = Heartbeat(self.node.term, self.node.state.value, ok, detail[:500])
+            try:
+                reply = request(
+                    self.config.SLAVE_HOST,
+                    self.config.MONITOR_PORT_SLAVE,
+                    self.config.read_secret(),
+                    beat,
+                    self.config.CONTROL_TIMEOUT,
+                )
+                if not isinstance(reply, HeartbeatReply):
+                    raise ProtocolError(f"unexpected reply {reply.TYPE}")
+                self.submit(PeerReport(time.monotonic(), reply.term, State(reply.state)))
+                self.observe(
+                    slave_term=reply.term,
+                    slave_state=reply.state,
+                    last_heartbeat_ack=wall_clock(),
+                    last_heartbeat_error=None,
+                )
+                if reachable is not True:
+                    self.log.info("heartbeats reach the slave (it is %s in term %d)", reply.state, reply.term)
+                reachable = True
+            except (ChannelError, ProtocolError, OSError) as e:
+                if reachable is not False:
+                    self.log.warning("heartbeat to the slave failed: %s", e)
+                reachable = False
+                self.observe(last_heartbeat_error=str(e))
+            self._heartbeat_now.wait(self.config.HEARTBEAT_INTERVAL)
+
+    def on_local_request(self, req: dict[str, Any]) -> dict[str, Any]:
+        """socketserver forwards an authenticated SHUTDOWN_YOUR_SERVICE; answer when it is done."""
+        term = req.get("term")
+        if req.get("type") != "SHUTDOWN_YOUR_SERVICE" or not isinstance(term, int) or term < 1:
+            return {"ok": False, "detail": f"lhcd does not serve {str(req.get('type'))[:40]!r}"}
+        self.log.warning("SHUTDOWN_YOUR_SERVICE for term %d from %s: %s", term, req.get("peer"), req.get("reason"))
+        waiter = _Waiter(term)
+        with self._lock:
+            self._waiters.append(waiter)
+        self.submit(ShutdownRequested(time.monotonic(), term=term))
+        if not waiter.done.wait(self.config.SHUTDOWN_ACK_TIMEOUT):
+            with self._lock:
+                self._waiters.remove(waiter)
+            return {"ok": False, "term": term, "detail": "the shutdown did not finish in time"}
+        reply = waiter.reply
+        assert isinstance(reply, Reply)
+        return {"ok": reply.ok, "term": term, "detail": reply.detail}
+
+    # ------------------------------------------------------------------ actions
+
+    def execute(self, action: Action) -> Event | None:
+        if isinstance(action, Reply):
+            with self._lock:
+                answered = [w for w in self._waiters if w.term <= action.term]
+                self._waiters = [w for w in self._waiters if w.term > action.term]
+            for waiter in answered:
+                waiter.resolve(action)
+            self.log.info("%s for term %d: %s", "ACK" if action.ok else "NACK", action.term, action.detail)
+            return None
+        if isinstance(action, SendHeartbeat):
+            self._heartbeat_now.set()
+            return None
+        return super().execute(action)
+
+
+def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
+    agent = Lhcd(config, log)
+    local = LocalServer(socket_path(config, "lhcd"), agent.on_local_request)
+    local.start()
+    for target in (agent.watch_service, agent.send_heartbeats):
+        threading.Thread(target=target, args=(stop,), name=target.__name__, daemon=True).start()
+    try:
+        agent.run(stop)
+    finally:
+        local.close()
+
+
+if __name__ == "__main__":
+    sys.exit(daemon_main("lhcd", Role.MASTER, run))

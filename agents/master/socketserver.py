@@ -1,0 +1,62 @@
+"""socketserver, the master's control server on MONITOR_PORT.
+
+Authenticates every request (failover.protocol) and serves two: SHUTDOWN_YOUR_SERVICE, which
+it hands to lhcd and answers with lhcd's ACK or NACK, and STATUS. Anything refused is logged
+by the channel and never forwarded. If lhcd is not running, the answer is a NACK that says so:
+the slave must not take an unanswered request for a stopped service.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+from failover import status
+from failover.channel import ChannelError, ControlServer, local_call
+from failover.config import Config
+from failover.daemon import daemon_main, socket_path
+from failover.machine import Role
+from failover.protocol import Ack, Message, Refused, ShutdownYourService, StatusReply, StatusRequest
+
+
+def make_handler(config: Config, log: logging.Logger):  # type: ignore[no-untyped-def]
+    def handle(message: Message, peer: str) -> Message:
+        if isinstance(message, ShutdownYourService):
+            log.warning("SHUTDOWN_YOUR_SERVICE for term %d from %s", message.term, peer)
+            try:
+                answer = local_call(
+                    socket_path(config, "lhcd"),
+                    {"type": message.TYPE, "term": message.term, "reason": message.reason, "peer": peer},
+                    timeout=config.SHUTDOWN_ACK_TIMEOUT,
+                )
+            except ChannelError as e:
+                log.error("cannot hand the shutdown to lhcd: %s", e)
+                return Ack(message.term, False, f"lhcd is not running on the master ({e}): nothing was stopped")
+            ack = Ack(message.term, bool(answer.get("ok")), str(answer.get("detail", "")))
+            log.info("answering %s for term %d: %s", "ACK" if ack.ok else "NACK", ack.term, ack.detail)
+            return ack
+        if isinstance(message, StatusRequest):
+            return StatusReply(status.collect(config, Role.MASTER))
+        log.warning("refused %s from %s: not served by the master", message.TYPE, peer)
+        return Refused(f"{message.TYPE} is not served by the master's socketserver")
+
+    return handle
+
+
+def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
+    server = ControlServer(
+        config.MASTER_HOST,
+        config.MONITOR_PORT,
+        config.read_secret(),
+        make_handler(config, log),
+        idle_timeout=config.CONTROL_TIMEOUT,
+    )
+    log.info("listening on %s:%d", *server.address)
+    server.start()
+    stop.wait()
+    server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(daemon_main("socketserver", Role.MASTER, run))

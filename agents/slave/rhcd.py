@@ -1,0 +1,171 @@
+"""rhcd, the remote health-check daemon of the slave.
+
+Probes the master's POP3 service every PROBE_INTERVAL (at once when the master's heartbeat
+says its service is down), takes the heartbeats that socketserver2 forwards, and carries out
+the failover the machine decides: SHUTDOWN_YOUR_SERVICE to the master, then (ACK or a
+confirmed fence) the startup scripts and a check that this host's service answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any
+
+from failover import service
+from failover.agent import Agent
+from failover.channel import ChannelError, LocalServer, request
+from failover.config import Config
+from failover.daemon import daemon_main, socket_path
+from failover.machine import (
+    Action,
+    Event,
+    FenceConfirmed,
+    LocalHealth,
+    PeerReport,
+    ProbeNow,
+    ProbeResult,
+    Role,
+    SendShutdown,
+    ShutdownAnswered,
+    State,
+)
+from failover.probes import pop3_probe
+from failover.protocol import Ack, ProtocolError, Refused, ShutdownYourService
+from failover.state import wall_clock
+
+RETRY = 0.2  # seconds between attempts to reach the master's socketserver while waiting for the ACK
+
+
+class Rhcd(Agent):
+    TICK = 0.05  # deadlines (the ACK timeout) are checked this often
+
+    def __init__(self, config: Config, log: logging.Logger) -> None:
+        super().__init__(config, Role.SLAVE, "rhcd", log)
+        self._probe_now = threading.Event()
+        self._sending = threading.Lock()  # at most one SHUTDOWN_YOUR_SERVICE exchange at a time
+
+    # ------------------------------------------------------------------ inputs
+
+    def probe_master(self, stop: threading.Event) -> None:
+        """Probe the master's service every PROBE_INTERVAL, or at once when asked."""
+        c = self.config
+        last_ok: bool | None = None
+        while not stop.is_set():
+            self._probe_now.clear()
+            outcome = pop3_probe(
+                c.REMOTE_POP3_HOST, c.REMOTE_POP3_PORT, c.REMOTE_POP3_TIMEOUT, c.POP3_PROBE_USER, c.POP3_PROBE_PASS
+            )
+            if outcome.ok != last_ok:
+                self.log.log(
+                    logging.INFO if outcome.ok else logging.WARNING,
+                    "probe of the master %s: %s",
+                    "OK" if outcome.ok else "FAILED",
+                    outcome.detail,
+                )
+            last_ok = outcome.ok
+            self.observe(
+                probe_ok=outcome.ok,
+                probe_detail=outcome.detail,
+                probe_latency=round(outcome.latency, 4),
+                probe_time=wall_clock(),
+            )
+            self.submit(ProbeResult(time.monotonic(), outcome.ok, outcome.detail))
+            if self.node.state in (State.ACTIVE, State.FAILED):
+                ok, detail = service.health(c, Role.SLAVE)
+                self.observe(local_service_ok=ok, local_service_detail=detail)
+                self.submit(LocalHealth(time.monotonic(), ok, detail))
+            self._probe_now.wait(c.PROBE_INTERVAL)
+
+    def on_local_request(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Heartbeats forwarded by socketserver2, and confirm-fenced from the operator."""
+        kind = req.get("type")
+        if kind == "HEARTBEAT":
+            try:
+                report = PeerReport(
+                    time.monotonic(),
+                    req["term"],
+                    State(req["state"]),
+                    req.get("service_ok"),
+                    str(req.get("detail", "")),
+                )
+            except (KeyError, ValueError, TypeError) as e:
+                return {"error": f"bad heartbeat: {e}"}
+            self.observe(
+                heartbeat_time=wall_clock(),
+                heartbeat_mono=time.monotonic(),
+                master_term=report.term,
+                master_state=report.state.value,
+                master_service_ok=report.service_ok,
+                master_detail=report.detail,
+            )
+            self.submit(report)
+            return {"term": self.node.term, "state": self.node.state.value}
+        if kind == "CONFIRM_FENCED":
+            term = req.get("term", self.node.term)
+            if not isinstance(term, int) or term < 0:
+                return {"error": "term must be an integer"}
+            self.log.warning("operator confirms the master is fenced for term %d", term)
+            node = self.submit_and_wait(FenceConfirmed(time.monotonic(), term, "operator (confirm-fenced)"), 5.0)
+            return {"term": node.term, "state": node.state.value, "reason": node.reason}
+        return {"error": f"rhcd does not serve {str(kind)[:40]!r}"}
+
+    # ------------------------------------------------------------------ actions
+
+    def execute(self, action: Action) -> Event | None:
+        if isinstance(action, ProbeNow):
+            self._probe_now.set()
+            return None
+        if isinstance(action, SendShutdown):
+            if self._sending.acquire(blocking=False):
+                threading.Thread(target=self._send_shutdown, args=(action,), daemon=True).start()
+            return None
+        return super().execute(action)
+
+    def _send_shutdown(self, action: SendShutdown) -> None:
+        """Deliver SHUTDOWN_YOUR_SERVICE and wait for the answer until the ACK timeout; the
+        answer (or nothing, and the machine's deadline) comes back to the loop as an event."""
+        c = self.config
+        end = time.monotonic() + action.timeout
+        message = ShutdownYourService(action.term, self.node.reason[:1000])
+        try:
+            while (left := end - time.monotonic()) > 0:
+                self.log.info(
+                    "sending SHUTDOWN_YOUR_SERVICE for term %d to %s:%d", action.term, c.MASTER_HOST, c.MONITOR_PORT
+                )
+                try:
+                    reply = request(c.MASTER_HOST, c.MONITOR_PORT, c.read_secret(), message, left)
+                except (ChannelError, OSError) as e:
+                    self.log.warning("no answer from the master's socketserver: %s", e)
+                    time.sleep(min(RETRY, max(0.0, end - time.monotonic())))
+                    continue
+                except ProtocolError as e:
+                    self.log.error("refused the master's answer: %s", e)
+                    time.sleep(min(RETRY, max(0.0, end - time.monotonic())))
+                    continue
+                if isinstance(reply, Ack):
+                    self.submit(ShutdownAnswered(time.monotonic(), reply.term, reply.ok, reply.detail))
+                elif isinstance(reply, Refused):
+                    self.submit(ShutdownAnswered(time.monotonic(), action.term, False, f"refused: {reply.reason}"))
+                else:
+                    self.log.error("unexpected answer %s to SHUTDOWN_YOUR_SERVICE", reply.TYPE)
+                return
+        finally:
+            self._sending.release()
+
+
+def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
+    agent = Rhcd(config, log)
+    local = LocalServer(socket_path(config, "rhcd"), agent.on_local_request)
+    local.start()
+    threading.Thread(target=agent.probe_master, args=(stop,), name="probe", daemon=True).start()
+    try:
+        agent.run(stop)
+    finally:
+        local.close()
+
+
+if __name__ == "__main__":
+    sys.exit(daemon_main("rhcd", Role.SLAVE, run))

@@ -1,0 +1,62 @@
+"""socketserver2, the slave's control server on MONITOR_PORT_SLAVE.
+
+Authenticates every request and serves HEARTBEAT (handed to rhcd, answered with the slave's
+term and state, which depose an ACTIVE master that is behind) and STATUS. When rhcd is down,
+the heartbeat is still answered from the state file, so the master always learns the term.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+from failover import status
+from failover.channel import ChannelError, ControlServer, local_call
+from failover.config import Config
+from failover.daemon import daemon_main, socket_path
+from failover.machine import Role, initial_state
+from failover.protocol import Heartbeat, HeartbeatReply, Message, Refused, StatusReply, StatusRequest
+from failover.state import StateError, StateStore
+
+
+def make_handler(config: Config, log: logging.Logger):  # type: ignore[no-untyped-def]
+    store = StateStore(config.STATE_DIR, Role.SLAVE, config.SLAVE_HOST)
+
+    def handle(message: Message, peer: str) -> Message:
+        if isinstance(message, Heartbeat):
+            body = message.body()
+            try:
+                answer = local_call(socket_path(config, "rhcd"), body, timeout=config.CONTROL_TIMEOUT)
+                return HeartbeatReply(int(answer["term"]), str(answer["state"]))
+            except (ChannelError, KeyError, ValueError) as e:
+                log.warning("heartbeat from %s not handed to rhcd (%s): answering from the state file", peer, e)
+            try:
+                node = store.load() or initial_state(Role.SLAVE)
+            except StateError as e:
+                return Refused(f"the slave's state file cannot be read: {e}")
+            return HeartbeatReply(node.term, node.state.value)
+        if isinstance(message, StatusRequest):
+            return StatusReply(status.collect(config, Role.SLAVE))
+        log.warning("refused %s from %s: not served by the slave", message.TYPE, peer)
+        return Refused(f"{message.TYPE} is not served by the slave's socketserver2")
+
+    return handle
+
+
+def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
+    server = ControlServer(
+        config.SLAVE_HOST,
+        config.MONITOR_PORT_SLAVE,
+        config.read_secret(),
+        make_handler(config, log),
+        idle_timeout=config.CONTROL_TIMEOUT,
+    )
+    log.info("listening on %s:%d", *server.address)
+    server.start()
+    stop.wait()
+    server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(daemon_main("socketserver2", Role.SLAVE, run))

@@ -1,0 +1,327 @@
+"""The `failover` command: check, status, start, stop, keygen, confirm-fenced, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from failover.channel import ChannelError, local_call, request
+from failover.config import Config, ConfigError, find_role, load
+from failover.daemon import DAEMONS, MODULES, pid_path, running_pid, socket_path
+from failover.machine import Role
+from failover.protocol import ProtocolError, StatusReply, StatusRequest
+from failover.state import ensure_private_dir
+
+CONFIG_ERROR = 2
+
+
+class FailoverError(click.ClickException):
+    """A user error: printed without a traceback, exit 1 (or the code given)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
+@dataclass
+class Context:
+    config_path: str
+    role_option: str | None
+    _config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load(self.config_path)
+            except ConfigError as e:
+                raise FailoverError("\n".join(e.lines()), CONFIG_ERROR) from None
+        return self._config
+
+    def role(self) -> Role:
+        try:
+            return find_role(self.config, Role(self.role_option) if self.role_option else None)
+        except ConfigError as e:
+            raise FailoverError("\n".join(e.lines()), CONFIG_ERROR) from None
+
+
+role_argument = click.argument("role", type=click.Choice([r.value for r in Role]))
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    envvar="FAILOVER_CONFIG",
+    default="failover_config.py",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The config file (same on both hosts).",
+)
+@click.option(
+    "--role",
+    "role_option",
+    type=click.Choice([r.value for r in Role]),
+    help="This host's role, when MASTER_HOST/SLAVE_HOST cannot tell (a pair on one machine).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: str, role_option: str | None) -> None:
+    """Two-host failover for a service that runs on one host at a time (POP3 first)."""
+    ctx.obj = Context(config_path, role_option)
+
+
+# ---------------------------------------------------------------------------------------------- check
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@pass_context
+def check(ctx: Context, path: str | None) -> None:
+    """Validate the config (the replacement for `perl -cw`): exit 0, or 2 with one line per problem."""
+    ctx = Context(path or ctx.config_path, ctx.role_option)
+    config = ctx.config
+    for warning in config.warnings:
+        click.echo(f"{config.source}: warning: {warning}", err=True)
+    try:
+        role_text = f"this host is the {find_role(config, Role(ctx.role_option) if ctx.role_option else None)}"
+    except ConfigError as e:
+        if "both MASTER_HOST" not in e.problems[0].message:
+            raise FailoverError("\n".join(e.lines()), CONFIG_ERROR) from None
+        role_text = "both roles are on this machine (give --role to start, status works as is)"
+    c = config
+    click.echo(
+        f"{c.source}: OK: {role_text}; master {c.MASTER_HOST}, slave {c.SLAVE_HOST}; failover after "
+        f"{c.PROBE_FAILURES} failed probes every {c.PROBE_INTERVAL:g} s (timeout {c.REMOTE_POP3_TIMEOUT:g} s) "
+        f"or on the master's word; ON_ACK_TIMEOUT {c.ON_ACK_TIMEOUT.value}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+def fetch_status(config: Config, role: Role) -> dict[str, Any]:
+    """Ask the role's control server; if it does not answer but its files are here, read them."""
+    host, port = config.host_of(role), config.monitor_port_of(role)
+    try:
+        reply = request(host, port, config.read_secret(), StatusRequest(), config.CONTROL_TIMEOUT)
+    except (ChannelError, ProtocolError, OSError) as e:
+        if os.path.exists(os.path.join(config.STATE_DIR, f"{role.value}.state.json")):
+            from failover.status import collect
+
+            status = collect(config, role)
+            status["note"] = f"control server not answering ({e}); read from local files"
+            return status
+        raise FailoverError(f"{role} at {host}:{port}: {e}") from None
+    if not isinstance(reply, StatusReply):
+        raise FailoverError(f"{role} at {host}:{port} answered {reply.TYPE}")
+    return reply.status
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Both hosts: role, state (ACTIVE / STANDBY / INACTIVE), term, last probe, last transitions."""
+    from failover.status import render
+
+    statuses, errors = {}, {}
+    for role in Role:
+        try:
+            statuses[role] = fetch_status(ctx.config, role)
+        except FailoverError as e:
+            errors[role] = e.message
+    if as_json:
+        click.echo(json.dumps({r.value: statuses.get(r, {"error": errors.get(r)}) for r in Role}, indent=1))
+    else:
+        click.echo(render(statuses, errors))
+    if not statuses:
+        raise FailoverError("neither host answered", 3)
+
+
+# ---------------------------------------------------------------------------------------------- start / stop
+
+
+def _command(ctx: Context, name: str, foreground: bool) -> list[str]:
+    args = [sys.executable, "-m", MODULES[name], "--config", str(Path(ctx.config_path).resolve())]
+    return [*args, "--foreground"] if foreground else args
+
+
+def _wait_started(config: Config, name: str, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        pid = running_pid(pid_path(config, name))
+        if pid:
+            if name.startswith("socketserver"):
+                role = Role.MASTER if name == "socketserver" else Role.SLAVE
+                try:
+                    socket.create_connection((config.host_of(role), config.monitor_port_of(role)), 1).close()
+                except OSError:
+                    time.sleep(0.02)
+                    continue
+            return pid
+        if proc.poll() is not None:
+            tail = Path(config.LOG_DIR, f"{name}.out").read_text()[-1500:] if not proc.stdout else ""
+            raise FailoverError(f"{name} exited with {proc.returncode}:\n{tail.strip()}")
+        time.sleep(0.02)
+    raise FailoverError(f"{name} did not start within {timeout:g} s (see {config.LOG_DIR}/{name}.log)")
+
+
+@main.command()
+@role_argument
+@click.option("--foreground", is_flag=True, help="Stay attached, log to the terminal, stop both on Ctrl-C.")
+@pass_context
+def start(ctx: Context, role: str, foreground: bool) -> None:
+    """Start this host's daemons (master: socketserver + lhcd; slave: socketserver2 + rhcd)."""
+    the_role = Role(role)
+    config = ctx.config
+    find_role(config, the_role)
+    for warning in config.warnings:
+        click.echo(f"{config.source}: warning: {warning}", err=True)
+    running = {n: running_pid(pid_path(config, n)) for n in DAEMONS[the_role]}
+    if all(running.values()):
+        already = ", ".join(f"{n} (pid {p})" for n, p in running.items())
+        raise FailoverError(f"already running: {already}; `failover stop {role}` stops them")
+    ensure_private_dir(config.STATE_DIR)
+    os.makedirs(config.LOG_DIR, exist_ok=True)
+    if foreground:
+        if any(running.values()):
+            raise FailoverError(f"some daemons run detached: {running}; stop them before --foreground")
+        _run_foreground(ctx, config, the_role)
+        return
+    for name in DAEMONS[the_role]:
+        if running[name]:
+            click.echo(f"{name} already running (pid {running[name]})")
+            continue
+        with open(os.path.join(config.LOG_DIR, f"{name}.out"), "ab") as out:
+            proc = subprocess.Popen(
+                _command(ctx, name, False),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=config.base_dir,
+                start_new_session=True,
+            )
+        pid = _wait_started(config, name, proc)
+        click.echo(f"{name} started (pid {pid}), log {config.LOG_DIR}/{name}.log")
+
+
+def _run_foreground(ctx: Context, config: Config, role: Role) -> None:
+    procs = []
+    for name in DAEMONS[role]:
+        proc = subprocess.Popen(_command(ctx, name, True), cwd=config.base_dir)
+        procs.append(proc)
+        _wait_started(config, name, proc)
+    stopping = False
+
+    def stop_all(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    while all(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    stop_all()
+    codes = [p.wait() for p in procs]
+    if not stopping or any(codes):
+        raise FailoverError(f"a daemon exited: {dict(zip(DAEMONS[role], codes, strict=True))}")
+
+
+@main.command()
+@role_argument
+@pass_context
+def stop(ctx: Context, role: str) -> None:
+    """Stop this host's daemons. The service itself keeps its state (it is not stopped)."""
+    config = ctx.config
+    for name in reversed(DAEMONS[Role(role)]):
+        pid = running_pid(pid_path(config, name))
+        if not pid:
+            click.echo(f"{name}: not running")
+            continue
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + 10
+        while running_pid(pid_path(config, name)) and time.monotonic() < end:
+            time.sleep(0.02)
+        if running_pid(pid_path(config, name)):
+            raise FailoverError(f"{name} (pid {pid}) did not stop within 10 s")
+        click.echo(f"{name} stopped (pid {pid})")
+
+
+# ---------------------------------------------------------------------------------------------- operator tools
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing secret.")
+def keygen(path: str, force: bool) -> None:
+    """Write a new shared secret (mode 0600). Copy the same file to both hosts."""
+    if os.path.exists(path) and not force:
+        raise FailoverError(f"{path} exists; use --force to replace it (then copy it to the other host)")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    os.chmod(path, 0o600)
+    click.echo(f"wrote a new secret to {path} (mode 0600); copy it to the other host with the same mode")
+
+
+@main.command("confirm-fenced")
+@click.option("--term", type=int, help="The term the slave is FENCING in (default: its current term).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def confirm_fenced(ctx: Context, term: int | None, yes: bool) -> None:
+    """On the slave: you made sure the master serves no one; let the slave start the service."""
+    config = ctx.config
+    if ctx.role() is not Role.SLAVE:
+        raise FailoverError("confirm-fenced runs on the slave")
+    if not yes:
+        click.confirm("Is the master's service stopped, or the master powered off or cut off from clients?", abort=True)
+    body: dict[str, Any] = {"type": "CONFIRM_FENCED"}
+    if term is not None:
+        body["term"] = term
+    try:
+        answer = local_call(socket_path(config, "rhcd"), body, timeout=10)
+    except ChannelError as e:
+        raise FailoverError(f"rhcd does not answer: {e}") from None
+    if "error" in answer:
+        raise FailoverError(answer["error"])
+    click.echo(f"slave is {answer['state']} in term {answer['term']}: {answer['reason']}")
+
+
+@main.command()
+@click.option(
+    "--profile",
+    type=click.Choice(["fast", "default"]),
+    default="fast",
+    show_default=True,
+    help="Timing profile of the pair.",
+)
+@click.option("--builtin", is_flag=True, help="Use the built-in POP3 responder even if Dovecot is installed.")
+@click.option("--keep", is_flag=True, help="Leave the agents, servers and files in place afterwards.")
+def demo(profile: str, builtin: bool, keep: bool) -> None:
+    """Both agents on loopback, a client polling, then the master's POP3 service is killed."""
+    from failover.demo import run_demo
+
+    sys.exit(run_demo(profile, "builtin" if builtin else None, keep))
+
+
+if __name__ == "__main__":
+    main()

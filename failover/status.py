@@ -1,0 +1,136 @@
+"""What an operator sees: one host's status as a dict (served over STATUS), and the text view.
+
+A host's status is read from its files, so it is there even when the daemons are down: the
+state file (role, state, term, reason), the brain daemon's status file (last probe, last
+heartbeat, last alert), the pid locks of both daemons, and the end of the journal.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from failover.agent import status_path
+from failover.config import Config
+from failover.daemon import DAEMONS, pid_path, running_pid
+from failover.machine import GROUP_WORD, Role, State
+from failover.state import StateError, StateStore, wall_clock
+
+BRAIN = {Role.MASTER: "lhcd", Role.SLAVE: "rhcd"}
+JOURNAL_LINES = 8
+
+
+def collect(config: Config, role: Role) -> dict[str, Any]:
+    store = StateStore(config.STATE_DIR, role, config.host_of(role))
+    status: dict[str, Any] = {"role": role.value, "host": config.host_of(role), "checked": wall_clock()}
+    try:
+        node = store.load()
+    except StateError as e:
+        node = None
+        status["error"] = str(e)
+    if node is not None:
+        status.update(state=node.state.value, group=node.group, term=node.term, reason=node.reason)
+    else:
+        status.update(state=None, group=None, term=None, reason="no state yet (agents never started here)")
+    status["daemons"] = {name: running_pid(pid_path(config, name)) for name in DAEMONS[role]}
+    brain = BRAIN[role]
+    if status["daemons"][brain]:
+        try:
+            status["observations"] = json.loads(Path(status_path(config, brain)).read_text()).get("observations", {})
+        except (OSError, ValueError):
+            status["observations"] = {}
+    status["journal"] = store.journal_tail(JOURNAL_LINES)
+    return status
+
+
+def _age(observations: dict[str, Any], key: str) -> str:
+    return f" at {observations[key]}" if observations.get(key) else ""
+
+
+def render(statuses: dict[Role, dict[str, Any]], errors: dict[Role, str]) -> str:
+    lines = [f"{'ROLE':7} {'HOST':22} {'GROUP':9} {'STATE':13} {'TERM':5} DAEMONS"]
+    for role in Role:
+        s = statuses.get(role)
+        if s is None:
+            lines.append(f"{role.value:7} {'?':22} {'?':9} {'UNREACHABLE':13} {'?':5} {errors.get(role, '')}")
+            continue
+        daemons = ", ".join(f"{n} {'pid ' + str(p) if p else 'NOT RUNNING'}" for n, p in s["daemons"].items())
+        lines.append(
+            f"{role.value:7} {s['host']:22} {s['group'] or '-':9} {s['state'] or '-':13} "
+            f"{s['term'] if s['term'] is not None else '-':<5} {daemons}"
+        )
+    lines.append("")
+    for role in Role:
+        s = statuses.get(role)
+        if s is None:
+            lines.append(f"{role.value}: no answer ({errors.get(role, 'unreachable')})")
+            continue
+        lines.append(f"{role.value}: {s['reason']}")
+        if s.get("error"):
+            lines.append(f"  STATE FILE PROBLEM: {s['error']}")
+        lines += [f"  {line}" for line in _details(role, s)]
+    journal = sorted((e for s in statuses.values() for e in s.get("journal", [])), key=lambda e: e.get("time", ""))
+    if journal:
+        lines += ["", "last transitions:"]
+        for e in journal[-JOURNAL_LINES:]:
+            term = f"term {e.get('term')}"
+            lines.append(
+                f"  {e.get('time', '?')} {e.get('role', '?'):6} {e.get('from')} -> {e.get('to')} ({term}): "
+                f"{e.get('reason')}"
+            )
+    return "\n".join(lines)
+
+
+def _details(role: Role, s: dict[str, Any]) -> list[str]:
+    o = s.get("observations")
+    out = []
+    if o is None:
+        out.append(f"{BRAIN[role]} is not running: no live observations")
+        return out
+    if role is Role.SLAVE:
+        if "probe_ok" in o:
+            result = "OK" if o["probe_ok"] else "FAILED"
+            out.append(
+                f"last probe of the master: {result} in {o.get('probe_latency', 0) * 1000:.1f} ms "
+                f"({o.get('probe_detail')}){_age(o, 'probe_time')}"
+            )
+        if "heartbeat_time" in o:
+            out.append(
+                f"last heartbeat from the master{_age(o, 'heartbeat_time')}: {o.get('master_state')} "
+                f"in term {o.get('master_term')}, its service "
+                f"{'ok' if o.get('master_service_ok') else 'DOWN: ' + str(o.get('master_detail'))}"
+            )
+        else:
+            out.append("no heartbeat from the master since rhcd started")
+        if s.get("state") == State.FENCING.value:
+            out.append(
+                "WAITING: the master has not confirmed its shutdown. This slave will not start the service "
+                "until the master answers, or an operator who made sure the master serves no one runs "
+                "`failover confirm-fenced`."
+            )
+    else:
+        if "local_service_ok" in o:
+            out.append(
+                f"local service: {'ok' if o['local_service_ok'] else 'DOWN'} ({o.get('local_service_detail')})"
+                f"{_age(o, 'local_service_checked')}"
+            )
+        if o.get("last_heartbeat_error"):
+            out.append(f"last heartbeat error: {o['last_heartbeat_error']}")
+        if "slave_state" in o:
+            out.append(
+                f"the slave answered heartbeats{_age(o, 'last_heartbeat_ack')}: {o['slave_state']} "
+                f"in term {o.get('slave_term')}"
+            )
+        if s.get("state") == State.INACTIVE.value:
+            out.append(
+                "INACTIVE after a failover: starting these agents again does not start the service "
+                "(no automatic failback); move it back with the switchback operation sheet"
+            )
+    if o.get("last_alert"):
+        out.append(f"last alert{_age(o, 'last_alert_time')}: {o['last_alert']}")
+    return out
+
+
+def group_of(role: Role, state: str | None) -> str:
+    return GROUP_WORD.get((role, State(state)), "?") if state else "?"

@@ -1,0 +1,52 @@
+# failover config: the SAME file on both hosts (the Perl tool's failover_config.txt, `sub CONFIG`).
+#
+# After every change, on both hosts:   failover check      (replaces `perl -cw failover_config.txt`)
+# It prints `failover_config.py: KEY: problem` for every problem and exits 2, or one OK line.
+#
+# Relative paths (scripts, SECRET_FILE, STATE_DIR, ...) are taken from this file's directory,
+# and the scripts run there. Times are in seconds.
+
+CONFIG = {
+    "VERSION": "1.0",
+    # The two hosts. Each host finds its own role from these names or addresses.
+    "MASTER_HOST": "cfg1.example.net",
+    "SLAVE_HOST": "cfg2.example.net",
+    # The master's POP3 service: the slave's rhcd probes it, the master's lhcd watches it too.
+    "REMOTE_POP3_HOST": "cfg1.example.net",  # default: MASTER_HOST
+    "REMOTE_POP3_PORT": 110,
+    "REMOTE_POP3_TIMEOUT": 10,  # one probe (greeting, and USER/PASS/STAT when a user is set)
+    "SLAVE_POP3_PORT": 110,  # the slave's own POP3 service, checked after its startup scripts
+    "POP3_PROBE_USER": None,  # a test mailbox makes every probe a real login (set both or neither)
+    "POP3_PROBE_PASS": None,
+    # The control servers: socketserver on the master, socketserver2 on the slave.
+    "MONITOR_PORT": 7890,
+    "MONITOR_PORT_SLAVE": 7891,
+    # Shared secret of the control protocol (HMAC-SHA256). Create it once with
+    # `failover keygen /etc/failover/secret`, copy it to the other host, mode 0600 on both.
+    "SECRET_FILE": "/etc/failover/secret",
+    # The SSH user for remote commands on the peer (rcmd). A key is used; RLOGIN_PASS is accepted
+    # but `failover check` warns about it.
+    "RLOGIN_USER": "root",
+    # Scripts: a list, or the Perl tool's comma-separated string. Each runs in its own process
+    # group, is killed after SCRIPT_TIMEOUT, and must be idempotent (an agent killed half-way runs
+    # it again). They get FAILOVER_ROLE, FAILOVER_TERM, FAILOVER_EVENT, ... in their environment.
+    "SHUTDOWN_SCRIPTS": ["./scripts/dovecot-stop.sh"],  # on the master, on SHUTDOWN_YOUR_SERVICE
+    "STARTUP_SCRIPTS": ["./scripts/dovecot-start.sh"],  # on the slave, once the master is down
+    "SERVICE_PIDFILE": "/run/dovecot/master.pid",  # lhcd reports the master's service down when it dies
+    # Timing. The fast profile that `failover demo` and the benchmark use is:
+    #   PROBE_INTERVAL 0.1, PROBE_FAILURES 3, REMOTE_POP3_TIMEOUT 0.5, HEARTBEAT_INTERVAL 0.5,
+    #   SHUTDOWN_ACK_TIMEOUT 10, SCRIPT_TIMEOUT 4, SERVICE_CHECK_TIMEOUT 3, CONTROL_TIMEOUT 1
+    "PROBE_INTERVAL": 5,
+    "PROBE_FAILURES": 3,  # consecutive failed probes; 1 is enough when lhcd reports the service down
+    "HEARTBEAT_INTERVAL": 2,
+    "SHUTDOWN_ACK_TIMEOUT": 60,  # must exceed SCRIPT_TIMEOUT x len(SHUTDOWN_SCRIPTS) + SERVICE_CHECK_TIMEOUT
+    "SCRIPT_TIMEOUT": 20,
+    "SERVICE_CHECK_TIMEOUT": 10,
+    "CONTROL_TIMEOUT": 5,
+    # No ACK within SHUTDOWN_ACK_TIMEOUT: 'fence' (the slave does NOT start until the master answers
+    # or an operator runs `failover confirm-fenced`) or 'takeover' (the Perl tool's behaviour: it
+    # starts anyway, and a master that is alive but unreachable then serves too).
+    "ON_ACK_TIMEOUT": "fence",
+    "STATE_DIR": "/var/lib/failover",  # state files and journals: keep them across reboots
+    "LOG_DIR": "/var/log/failover",
+}

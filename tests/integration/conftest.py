@@ -1,0 +1,66 @@
+"""A real loopback pair for the end-to-end tests: real Dovecot, real agent processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from failover.localpop3 import dovecot_available
+from failover.loopback import LoopbackPair
+from failover.machine import Role
+from tests.conftest import POP3_KIND
+
+# Timings of the tests' pair: fast, and small enough for the timing rules
+# (SHUTDOWN_ACK_TIMEOUT > SCRIPT_TIMEOUT x 1 + SERVICE_CHECK_TIMEOUT).
+QUICK: dict[str, Any] = {
+    "PROBE_INTERVAL": 0.1,
+    "PROBE_FAILURES": 3,
+    "REMOTE_POP3_TIMEOUT": 0.5,
+    "HEARTBEAT_INTERVAL": 0.3,
+    "SHUTDOWN_ACK_TIMEOUT": 4.0,
+    "SCRIPT_TIMEOUT": 2.0,
+    "SERVICE_CHECK_TIMEOUT": 1.5,
+    "CONTROL_TIMEOUT": 1.0,
+}
+
+
+@pytest.fixture
+def make_pair() -> Iterator[Callable[..., LoopbackPair]]:
+    """make_pair(**config_overrides): a pair with the master's POP3 running and both agents up."""
+    if POP3_KIND == "dovecot" and not dovecot_available():
+        pytest.fail("Dovecot is not installed: run scripts/setup.sh (or set FAILOVER_TEST_POP3=builtin)")
+    pairs: list[LoopbackPair] = []
+
+    def make(start: bool = True, **overrides: Any) -> LoopbackPair:
+        pair = LoopbackPair(pop3_kind=POP3_KIND, **{**QUICK, **overrides})
+        pairs.append(pair)
+        if start:
+            pair.pop3[Role.MASTER].start()
+            pair.start_agents(Role.MASTER)
+            pair.start_agents(Role.SLAVE)
+            wait_heartbeat_seen(pair)
+        return pair
+
+    yield make
+    for pair in pairs:
+        pair.close()
+
+
+def wait_heartbeat_seen(pair: LoopbackPair, timeout: float = 15) -> None:
+    """Both agents up and talking: the slave's status shows a heartbeat from the master."""
+    import json
+    import time
+    from pathlib import Path
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            status = json.loads(Path(pair.dir, "state", "rhcd.status.json").read_text())
+            if "heartbeat_time" in status["observations"] and status["observations"].get("probe_ok"):
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"the agents did not start talking:\n{pair.logs()}")
