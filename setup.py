@@ -10,7 +10,8 @@ setup(
     packages=find_packages(include=["failover", "failover.*", "agents", "agents.*"]),
     install_requires=["click>=8.1", "psutil>=5.9", "paramiko>=3.4"],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10", "types-psutil", "types-paramiko"],
+        # linters pinned: a new release must not turn CI red on its own
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff==0.17.6", "mypy==2.4.1", "types-psutil", "types-paramiko"],
     },
     entry_points={"console_scripts": ["failover = failover.cli:main"]},
 )

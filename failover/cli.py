@@ -23,18 +23,24 @@ from failover.machine import Role
 from failover.protocol import ProtocolError, StatusReply, StatusRequest
 from failover.state import ensure_private_dir
 
-CONFIG_ERROR = 2
-
 
 class FailoverError(click.ClickException):
-    """A user error: printed without a traceback, exit 1 (or the code given)."""
+    """A user error: printed as it is (no "Error:" prefix, no traceback), exit 1."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    exit_code = 1
 
     def show(self, file: Any = None) -> None:
         click.echo(self.format_message(), err=True)
+
+
+class BadConfig(FailoverError):
+    """The config has problems (one line each): exit 2, like `perl -cw` failing."""
+
+    exit_code = 2
+
+
+class NoAnswer(FailoverError):
+    exit_code = 3
 
 
 @dataclass
@@ -49,14 +55,14 @@ class Context:
             try:
                 self._config = load(self.config_path)
             except ConfigError as e:
-                raise FailoverError("\n".join(e.lines()), CONFIG_ERROR) from None
+                raise BadConfig("\n".join(e.lines())) from None
         return self._config
 
     def role(self) -> Role:
         try:
             return find_role(self.config, Role(self.role_option) if self.role_option else None)
         except ConfigError as e:
-            raise FailoverError("\n".join(e.lines()), CONFIG_ERROR) from None
+            raise BadConfig("\n".join(e.lines())) from None
 
 
 role_argument = click.argument("role", type=click.Choice([r.value for r in Role]))
@@ -101,7 +107,7 @@ def check(ctx: Context, path: str | None) -> None:
         role_text = f"this host is the {find_role(config, Role(ctx.role_option) if ctx.role_option else None)}"
     except ConfigError as e:
         if "both MASTER_HOST" not in e.problems[0].message:
-            raise FailoverError("\n".join(e.lines()), CONFIG_ERROR) from None
+            raise BadConfig("\n".join(e.lines())) from None
         role_text = "both roles are on this machine (give --role to start, status works as is)"
     c = config
     click.echo(
@@ -150,7 +156,7 @@ def status(ctx: Context, as_json: bool) -> None:
     else:
         click.echo(render(statuses, errors))
     if not statuses:
-        raise FailoverError("neither host answered", 3)
+        raise NoAnswer("neither host answered")
 
 
 # ---------------------------------------------------------------------------------------------- start / stop
