@@ -15,10 +15,13 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from failover import service
+from failover.channel import LocalServer
 from failover.config import Config
+from failover.daemon import socket_path
 from failover.machine import (
     Action,
     Alert,
@@ -31,7 +34,6 @@ from failover.machine import (
     ScriptsFinished,
     ServiceChecked,
     Started,
-    State,
     Tick,
     Transition,
     initial_state,
@@ -83,6 +85,21 @@ class Agent:
         self.observations.update(values)
 
     # ------------------------------------------------------------------ the loop
+
+    def serve(self, stop: threading.Event, inputs: list[Callable[[threading.Event], None]]) -> None:
+        """Listen on the local socket, start the input threads, run the loop until `stop`."""
+        local = LocalServer(socket_path(self.config, self.name), self.on_local_request)
+        local.start()
+        for target in inputs:
+            threading.Thread(target=target, args=(stop,), name=target.__name__, daemon=True).start()
+        try:
+            self.run(stop)
+        finally:
+            local.close()
+
+    def on_local_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A request from this host's control server or CLI (subclasses serve theirs)."""
+        return {"error": f"{self.name} does not serve {str(request.get('type'))[:40]!r}"}
 
     def run(self, stop: threading.Event) -> None:
         self.process(Started(time.monotonic()))
@@ -179,7 +196,3 @@ class Agent:
             "observations": self.observations,
         }
         atomic_write(status_path(self.config, self.name), json.dumps(status, default=str).encode(), durable=False)
-
-    @property
-    def state(self) -> State:
-        return self.node.state

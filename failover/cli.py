@@ -22,6 +22,7 @@ from failover.daemon import DAEMONS, MODULES, pid_path, running_pid, socket_path
 from failover.machine import Role
 from failover.protocol import ProtocolError, StatusReply, StatusRequest
 from failover.state import ensure_private_dir
+from failover.status import collect, render
 
 
 class FailoverError(click.ClickException):
@@ -127,8 +128,6 @@ def fetch_status(config: Config, role: Role) -> dict[str, Any]:
         reply = request(host, port, config.read_secret(), StatusRequest(), config.CONTROL_TIMEOUT)
     except (ChannelError, ProtocolError, OSError) as e:
         if os.path.exists(os.path.join(config.STATE_DIR, f"{role.value}.state.json")):
-            from failover.status import collect
-
             status = collect(config, role)
             status["note"] = f"control server not answering ({e}); read from local files"
             return status
@@ -143,8 +142,6 @@ def fetch_status(config: Config, role: Role) -> dict[str, Any]:
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """Both hosts: role, state (ACTIVE / STANDBY / INACTIVE), term, last probe, last transitions."""
-    from failover.status import render
-
     statuses, errors = {}, {}
     for role in Role:
         try:

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from failover.channel import ControlServer, Handler
 from failover.config import Config, ConfigError, find_role, load
 from failover.machine import Role
 from failover.state import ensure_private_dir
@@ -150,3 +151,18 @@ def daemon_main(name: str, role: Role, run: Callable[[Config, threading.Event, l
         lock.release()
     log.info("stopped")
     return 0
+
+
+def serve_control(config: Config, role: Role, handler: Handler, stop: threading.Event, log: logging.Logger) -> None:
+    """Run this role's control server (socketserver / socketserver2) until `stop` is set."""
+    server = ControlServer(
+        config.host_of(role),
+        config.monitor_port_of(role),
+        config.read_secret(),
+        handler,
+        idle_timeout=config.CONTROL_TIMEOUT,
+    )
+    log.info("listening on %s:%d", *server.address)
+    server.start()
+    stop.wait()
+    server.close()

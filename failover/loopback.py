@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from failover.daemon import DAEMONS, pid_path, running_pid
+from failover.daemon import DAEMONS, running_pid
 from failover.localpop3 import PASSWORD, USER, Pop3Instance, free_port, make_world_readable_dir
 from failover.machine import Role
 from failover.probes import pop3_probe
@@ -134,7 +134,7 @@ esac
         self.failover("stop", role.value, role=role)
 
     def daemon_pid(self, name: str) -> int | None:
-        return running_pid(os.path.join(self.dir, "state", f"{name}.pid"))
+        return running_pid(pid_path_in(self.dir, name))
 
     def kill_daemon(self, name: str, sig: int = signal.SIGKILL) -> None:
         pid = self.daemon_pid(name)
@@ -230,6 +230,3 @@ class Poller(threading.Thread):
 
     def count(self, server: str, after: float) -> int:
         return sum(1 for a in self.answers if a.server == server and a.time >= after)
-
-
-__all__ = ["PROFILES", "Answer", "LoopbackPair", "Poller", "pid_path"]

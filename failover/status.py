@@ -14,7 +14,7 @@ from typing import Any
 from failover.agent import status_path
 from failover.config import Config
 from failover.daemon import DAEMONS, pid_path, running_pid
-from failover.machine import GROUP_WORD, Role, State
+from failover.machine import Role, State
 from failover.state import StateError, StateStore, wall_clock
 
 BRAIN = {Role.MASTER: "lhcd", Role.SLAVE: "rhcd"}
@@ -130,7 +130,3 @@ def _details(role: Role, s: dict[str, Any]) -> list[str]:
     if o.get("last_alert"):
         out.append(f"last alert{_age(o, 'last_alert_time')}: {o['last_alert']}")
     return out
-
-
-def group_of(role: Role, state: str | None) -> str:
-    return GROUP_WORD.get((role, State(state)), "?") if state else "?"

@@ -16,9 +16,9 @@ from typing import Any
 
 from failover import service
 from failover.agent import Agent
-from failover.channel import ChannelError, LocalServer, request
+from failover.channel import ChannelError, request
 from failover.config import Config
-from failover.daemon import daemon_main, socket_path
+from failover.daemon import daemon_main
 from failover.machine import (
     Action,
     Event,
@@ -142,14 +142,7 @@ class Lhcd(Agent):
 
 def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
     agent = Lhcd(config, log)
-    local = LocalServer(socket_path(config, "lhcd"), agent.on_local_request)
-    local.start()
-    for target in (agent.watch_service, agent.send_heartbeats):
-        threading.Thread(target=target, args=(stop,), name=target.__name__, daemon=True).start()
-    try:
-        agent.run(stop)
-    finally:
-        local.close()
+    agent.serve(stop, [agent.watch_service, agent.send_heartbeats])
 
 
 if __name__ == "__main__":

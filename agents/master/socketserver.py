@@ -13,14 +13,14 @@ import sys
 import threading
 
 from failover import status
-from failover.channel import ChannelError, ControlServer, local_call
+from failover.channel import ChannelError, Handler, local_call
 from failover.config import Config
-from failover.daemon import daemon_main, socket_path
+from failover.daemon import daemon_main, serve_control, socket_path
 from failover.machine import Role
 from failover.protocol import Ack, Message, Refused, ShutdownYourService, StatusReply, StatusRequest
 
 
-def make_handler(config: Config, log: logging.Logger):  # type: ignore[no-untyped-def]
+def make_handler(config: Config, log: logging.Logger) -> Handler:
     def handle(message: Message, peer: str) -> Message:
         if isinstance(message, ShutdownYourService):
             log.warning("SHUTDOWN_YOUR_SERVICE for term %d from %s", message.term, peer)
@@ -45,17 +45,7 @@ def make_handler(config: Config, log: logging.Logger):  # type: ignore[no-untype
 
 
 def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
-    server = ControlServer(
-        config.MASTER_HOST,
-        config.MONITOR_PORT,
-        config.read_secret(),
-        make_handler(config, log),
-        idle_timeout=config.CONTROL_TIMEOUT,
-    )
-    log.info("listening on %s:%d", *server.address)
-    server.start()
-    stop.wait()
-    server.close()
+    serve_control(config, Role.MASTER, make_handler(config, log), stop, log)
 
 
 if __name__ == "__main__":

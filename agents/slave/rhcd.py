@@ -16,9 +16,9 @@ from typing import Any
 
 from failover import service
 from failover.agent import Agent
-from failover.channel import ChannelError, LocalServer, request
+from failover.channel import ChannelError, request
 from failover.config import Config
-from failover.daemon import daemon_main, socket_path
+from failover.daemon import daemon_main
 from failover.machine import (
     Action,
     Event,
@@ -158,13 +158,7 @@ class Rhcd(Agent):
 
 def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
     agent = Rhcd(config, log)
-    local = LocalServer(socket_path(config, "rhcd"), agent.on_local_request)
-    local.start()
-    threading.Thread(target=agent.probe_master, args=(stop,), name="probe", daemon=True).start()
-    try:
-        agent.run(stop)
-    finally:
-        local.close()
+    agent.serve(stop, [agent.probe_master])
 
 
 if __name__ == "__main__":

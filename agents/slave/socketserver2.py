@@ -12,15 +12,15 @@ import sys
 import threading
 
 from failover import status
-from failover.channel import ChannelError, ControlServer, local_call
+from failover.channel import ChannelError, Handler, local_call
 from failover.config import Config
-from failover.daemon import daemon_main, socket_path
+from failover.daemon import daemon_main, serve_control, socket_path
 from failover.machine import Role, initial_state
 from failover.protocol import Heartbeat, HeartbeatReply, Message, Refused, StatusReply, StatusRequest
 from failover.state import StateError, StateStore
 
 
-def make_handler(config: Config, log: logging.Logger):  # type: ignore[no-untyped-def]
+def make_handler(config: Config, log: logging.Logger) -> Handler:
     store = StateStore(config.STATE_DIR, Role.SLAVE, config.SLAVE_HOST)
 
     def handle(message: Message, peer: str) -> Message:
@@ -45,17 +45,7 @@ def make_handler(config: Config, log: logging.Logger):  # type: ignore[no-untype
 
 
 def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
-    server = ControlServer(
-        config.SLAVE_HOST,
-        config.MONITOR_PORT_SLAVE,
-        config.read_secret(),
-        make_handler(config, log),
-        idle_timeout=config.CONTROL_TIMEOUT,
-    )
-    log.info("listening on %s:%d", *server.address)
-    server.start()
-    stop.wait()
-    server.close()
+    serve_control(config, Role.SLAVE, make_handler(config, log), stop, log)
 
 
 if __name__ == "__main__":

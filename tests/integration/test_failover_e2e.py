@@ -23,6 +23,18 @@ def story(pair: LoopbackPair, role: Role) -> list[tuple[str, str]]:
     return [(e["from"], e["to"]) for e in pair.journal(role) if e["from"] != e["to"]]
 
 
+def write_script(pair: LoopbackPair, name: str, body: str) -> None:
+    path = Path(pair.dir, name)
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+def start_pair(pair: LoopbackPair) -> None:
+    pair.pop3[M].start()
+    pair.start_agents(M)
+    pair.start_agents(S)
+
+
 def slave_serves(pair: LoopbackPair) -> bool:
     outcome = pop3_probe("127.0.0.1", pair.pop3[S].port, 2, USER, PASSWORD)
     return outcome.ok and "slave" in outcome.detail
@@ -93,11 +105,8 @@ def test_b_takeover_starts_without_an_ack_and_says_so(make_pair: MakePair) -> No
 
 def test_c_a_hanging_startup_script_is_killed_and_the_slave_fails(make_pair: MakePair) -> None:
     pair = make_pair(start=False, STARTUP_SCRIPTS=["./hang.sh"])
-    Path(pair.dir, "hang.sh").write_text("#!/bin/sh\necho starting; sleep 300 & echo $! > hang.child; wait\n")
-    os.chmod(Path(pair.dir, "hang.sh"), 0o755)
-    pair.pop3[M].start()
-    pair.start_agents(M)
-    pair.start_agents(S)
+    write_script(pair, "hang.sh", "echo starting; sleep 300 & echo $! > hang.child; wait\n")
+    start_pair(pair)
     pair.pop3[M].kill(signal.SIGKILL)
     failed = pair.wait_for(S, "FAILED", timeout=30)
     assert "startup scripts failed for term 1: ./hang.sh: killed after its" in failed["reason"]
@@ -136,11 +145,8 @@ def test_d_restarting_the_old_masters_agents_does_not_fail_back(make_pair: MakeP
 
 def test_kill_9_of_rhcd_during_the_startup_resumes_the_same_term(make_pair: MakePair) -> None:
     pair = make_pair(start=False, STARTUP_SCRIPTS=["./slow-start.sh"], SCRIPT_TIMEOUT=5.0, SHUTDOWN_ACK_TIMEOUT=8.0)
-    Path(pair.dir, "slow-start.sh").write_text("#!/bin/sh\necho run >> starts.log\nsleep 1\nexec ./pop3-ctl start\n")
-    os.chmod(Path(pair.dir, "slow-start.sh"), 0o755)
-    pair.pop3[M].start()
-    pair.start_agents(M)
-    pair.start_agents(S)
+    write_script(pair, "slow-start.sh", "echo run >> starts.log\nsleep 1\nexec ./pop3-ctl start\n")
+    start_pair(pair)
     pair.pop3[M].kill(signal.SIGKILL)
     pair.wait_for(S, "STARTING", timeout=30)
     pair.kill_daemon("rhcd")
@@ -160,11 +166,8 @@ def test_kill_9_of_rhcd_during_the_startup_resumes_the_same_term(make_pair: Make
 
 def test_kill_9_of_lhcd_during_the_shutdown_still_ends_in_one_server(make_pair: MakePair) -> None:
     pair = make_pair(start=False, SHUTDOWN_SCRIPTS=["./slow-stop.sh"], SHUTDOWN_ACK_TIMEOUT=4.0)
-    Path(pair.dir, "slow-stop.sh").write_text("#!/bin/sh\nsleep 1\nexec ./pop3-ctl stop\n")
-    os.chmod(Path(pair.dir, "slow-stop.sh"), 0o755)
-    pair.pop3[M].start()
-    pair.start_agents(M)
-    pair.start_agents(S)
+    write_script(pair, "slow-stop.sh", "sleep 1\nexec ./pop3-ctl stop\n")
+    start_pair(pair)
     pair.pop3[M].kill(signal.SIGKILL)
     pair.wait_for(M, "STOPPING", timeout=30)
     pair.kill_daemon("lhcd")
@@ -243,3 +246,63 @@ def test_status_shows_both_hosts_with_json_for_scripts(make_pair: MakePair) -> N
     data = json.loads(pair.failover("status", "--json").stdout)
     assert (data["master"]["group"], data["slave"]["group"]) == ("INACTIVE", "ACTIVE")
     assert data["slave"]["term"] == 1 and any(e["to"] == "ACTIVE" for e in data["slave"]["journal"])
+
+
+def test_kill_9_of_rhcd_at_any_point_of_the_failover_ends_in_one_server(make_pair: MakePair) -> None:
+    """rhcd killed 0 to 300 ms after the master's crash (before, during and after its decisions),
+    then started again: it always ends ACTIVE in term 1, and the master INACTIVE in term 1."""
+    for delay in (0.0, 0.03, 0.08, 0.15, 0.3):
+        pair = make_pair()
+        pair.pop3[M].kill(signal.SIGKILL)
+        time.sleep(delay)
+        pair.kill_daemon("rhcd")
+        pair.start_agents(S)
+        pair.wait_for(S, "ACTIVE", timeout=30)
+        pair.wait_for(M, "INACTIVE", timeout=30)
+        assert pair.state(S)["term"] == pair.state(M)["term"] == 1, (delay, pair.journal(S))
+        assert slave_serves(pair) and not pair.pop3[M].running()
+        pair.close()
+
+
+def test_a_forged_ack_from_an_impostor_never_starts_the_slave(make_pair: MakePair) -> None:
+    """Someone without the secret answers in the master's place, ACK ok=True: refused and logged."""
+    import threading
+
+    from failover.protocol import Ack, ServerSession
+
+    pair = make_pair()
+    pair.kill_daemon("socketserver")
+    impostor = socket.create_server(("127.0.0.1", pair.monitor_ports[M]))
+    forged: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = impostor.accept()
+            except OSError:
+                return
+            with conn:
+                session = ServerSession(b"the-impostors-own-secret", os.urandom(32))
+                conn.sendall(session.greeting())
+                data = b""
+                while data.count(b"\n") < 2:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                hello = data.split(b"\n")[0]
+                session.receive_hello(hello)
+                session._seq = 1  # answer as if the request had verified
+                conn.sendall(session.reply(Ack(1, True, "service verified down (forged)")))
+                forged.append(1)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        pair.pop3[M].kill(signal.SIGKILL)
+        pair.wait_for(S, "FENCING", timeout=30)
+        assert forged, "the impostor was never asked"
+        assert pair.state(S)["state"] == "FENCING" and not pair.pop3[S].running()
+        log = Path(pair.dir, "log", "rhcd.log").read_text()
+        assert "refused the master's answer: bad MAC" in log
+    finally:
+        impostor.close()
