@@ -306,3 +306,51 @@ def test_a_forged_ack_from_an_impostor_never_starts_the_slave(make_pair: MakePai
         assert "refused the master's answer: bad MAC" in log
     finally:
         impostor.close()
+
+
+def test_start_sh_in_the_foreground_runs_both_daemons_and_stops_them_on_ctrl_c(make_pair: MakePair) -> None:
+    import subprocess
+    import sys
+
+    pair = make_pair(start=False)
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.Popen(
+        [str(root / "start.sh"), "slave", "--foreground", "--config", pair.config_path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        end = time.monotonic() + 30
+        while not (pair.daemon_pid("rhcd") and pair.daemon_pid("socketserver2")) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert pair.daemon_pid("rhcd") and pair.daemon_pid("socketserver2")
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "OK: this host is the slave" in output  # start.sh checked the config first
+    assert "rhcd[" in output and "stopping on SIG" in output  # the daemons logged to the terminal
+    assert pair.daemon_pid("rhcd") is None and pair.daemon_pid("socketserver2") is None
+
+
+def test_the_demo_runs_and_shows_the_failover() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import POP3_KIND
+
+    args = [sys.executable, "-m", "failover.cli", "demo"] + (["--builtin"] if POP3_KIND == "builtin" else [])
+    done = subprocess.run(args, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    out = done.stdout
+    assert ("Dovecot" in out) if POP3_KIND == "dovecot" else ("BUILT-IN" in out)
+    assert "SUSPECT -> FAILING_OVER (term 1)" in out and "why: " in out
+    assert "STARTING -> ACTIVE (term 1)" in out and "outage seen by the client:" in out
+    assert ", 0 by the master" in out and "master is INACTIVE in term 1; its POP3 server stays down" in out
+    assert "result: the slave took over" in out
