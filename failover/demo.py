@@ -13,6 +13,7 @@ import time
 
 import click
 
+from failover.localpop3 import dovecot_available
 from failover.loopback import PROFILES, LoopbackPair, Poller
 from failover.machine import Role
 
@@ -90,6 +91,8 @@ def _demo(pair: LoopbackPair, profile: str) -> int:
     _say("failover demo: a master and a slave on this machine, each with its own POP3 server", bold=True)
     if pair.kind == "dovecot":
         _say(f"  POP3 servers: Dovecot {_dovecot_version()} (two real instances)")
+    elif dovecot_available():
+        _say("  POP3 servers: the BUILT-IN POP3 responder (asked for with --builtin)", fg="yellow")
     else:
         _say("  POP3 servers: the BUILT-IN POP3 responder, because Dovecot is not installed here", fg="yellow")
         _say("  (run scripts/setup.sh as root on Debian to install Dovecot)", fg="yellow")
