@@ -56,6 +56,7 @@ class Agent:
     def __init__(self, config: Config, role: Role, name: str, log: logging.Logger) -> None:
         self.config, self.role, self.name, self.log = config, role, name, log
         self.policy = config.policy()
+        self.secret = config.read_secret()  # read once: both hosts change it together, then restart
         self.store = StateStore(config.STATE_DIR, role, config.host_of(role))
         self._events: queue.Queue[tuple[Event, threading.Event | None]] = queue.Queue()
         self.observations: dict[str, Any] = {}  # what the input threads saw last, for status

@@ -178,7 +178,8 @@ def _wait_started(config: Config, name: str, proc: subprocess.Popen[bytes], time
                     continue
             return pid
         if proc.poll() is not None:
-            tail = Path(config.LOG_DIR, f"{name}.out").read_text()[-1500:] if not proc.stdout else ""
+            out = Path(config.LOG_DIR, f"{name}.out")  # detached daemons write there; foreground ones to the terminal
+            tail = out.read_text()[-1500:] if out.exists() else ""
             raise FailoverError(f"{name} exited with {proc.returncode}:\n{tail.strip()}")
         time.sleep(0.02)
     raise FailoverError(f"{name} did not start within {timeout:g} s (see {config.LOG_DIR}/{name}.log)")

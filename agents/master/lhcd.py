@@ -82,7 +82,7 @@ class Lhcd(Agent):
                 reply = request(
                     self.config.SLAVE_HOST,
                     self.config.MONITOR_PORT_SLAVE,
-                    self.config.read_secret(),
+                    self.secret,
                     beat,
                     self.config.CONTROL_TIMEOUT,
                 )

@@ -136,7 +136,7 @@ class Rhcd(Agent):
                     "sending SHUTDOWN_YOUR_SERVICE for term %d to %s:%d", action.term, c.MASTER_HOST, c.MONITOR_PORT
                 )
                 try:
-                    reply = request(c.MASTER_HOST, c.MONITOR_PORT, c.read_secret(), message, left)
+                    reply = request(c.MASTER_HOST, c.MONITOR_PORT, self.secret, message, left)
                 except (ChannelError, OSError) as e:
                     self.log.warning("no answer from the master's socketserver: %s", e)
                     time.sleep(min(RETRY, max(0.0, end - time.monotonic())))
