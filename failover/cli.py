@@ -225,28 +225,39 @@ def start(ctx: Context, role: str, foreground: bool) -> None:
 
 
 def _run_foreground(ctx: Context, config: Config, role: Role) -> None:
-    procs = []
-    for name in DAEMONS[role]:
-        proc = subprocess.Popen(_command(ctx, name, True), cwd=config.base_dir)
-        procs.append(proc)
-        _wait_started(config, name, proc)
+    procs: list[subprocess.Popen[bytes]] = []
+    signalled: set[int] = set()
     stopping = False
 
     def stop_all(signum: int = signal.SIGTERM, frame: object = None) -> None:
         nonlocal stopping
         stopping = True
         for p in procs:
-            if p.poll() is None:
+            # once each: a second SIGTERM during the child's interpreter shutdown kills it uncleanly
+            if p.poll() is None and p.pid not in signalled:
+                signalled.add(p.pid)
                 p.send_signal(signal.SIGTERM)
 
+    # Handlers first: Ctrl-C while the daemons start still stops them all, without a traceback.
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGINT, stop_all)
-    while all(p.poll() is None for p in procs):
-        time.sleep(0.2)
+    for name in DAEMONS[role]:
+        if stopping:
+            break
+        proc = subprocess.Popen(_command(ctx, name, True), cwd=config.base_dir)
+        procs.append(proc)
+        try:
+            _wait_started(config, name, proc)
+        except FailoverError:
+            if not stopping:
+                stop_all()
+                raise
+    while not stopping and all(p.poll() is None for p in procs):
+        time.sleep(0.1)
     stop_all()
     codes = [p.wait() for p in procs]
-    if not stopping or any(codes):
-        raise FailoverError(f"a daemon exited: {dict(zip(DAEMONS[role], codes, strict=True))}")
+    if any(codes):
+        raise FailoverError(f"a daemon exited: {dict(zip(DAEMONS[role], codes, strict=False))}")
 
 
 @main.command()
