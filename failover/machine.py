@@ -23,7 +23,13 @@ from failover.model import (
     Alert,
     CheckService,
     Event,
+    Fence,
     FenceConfirmed,
+    FenceMethod,
+    FenceResult,
+    LbEnable,
+    LbFence,
+    LoadBalancerDone,
     LocalHealth,
     NodeState,
     OnAckTimeout,
@@ -302,25 +308,41 @@ def _slave_heartbeat_active(p: Policy, n: NodeState, e: Event) -> Step:
     return _keep(n)
 
 
+def _authorized(p: Policy, n: NodeState, e: Event, why: str, fenced_at_lb: bool = False) -> Step:
+    """The master is known not to serve for this term: start. With a load balancer, the
+    master's server is put in maintenance first (unless that was the fence itself)."""
+    actions: list[Action] = [RunScripts(ScriptKind.STARTUP)]
+    if p.load_balancer and not fenced_at_lb:
+        actions.insert(0, LbFence(Role.MASTER))
+    return _move(
+        n,
+        e,
+        State.STARTING,
+        f"{why}: running the startup scripts",
+        *actions,
+        deadline=None,
+        scripts_done=False,
+        detail="",
+    )
+
+
+def _fencing(p: Policy, n: NodeState, e: Event, reason: str) -> Step:
+    """Enter FENCING: alert, and try the first fence method of the chain (if any)."""
+    actions: list[Action] = [Alert(reason)]
+    if p.fence_methods:
+        actions.append(Fence(n.term, p.fence_methods[0]))
+    return _move(n, e, State.FENCING, reason, *actions, deadline=e.now + p.ack_timeout, fence_index=0)
+
+
 def _slave_answered(p: Policy, n: NodeState, e: Event) -> Step:
     assert isinstance(e, ShutdownAnswered)
     if e.term != n.term:
         return _keep(n)  # an answer for another term proves nothing about this one
     if e.ok:
-        return _move(
-            n,
-            e,
-            State.STARTING,
-            f"the master acknowledged the shutdown for term {n.term} ({e.detail}): running the startup scripts",
-            RunScripts(ScriptKind.STARTUP),
-            deadline=None,
-            scripts_done=False,
-            detail="",
-        )
+        return _authorized(p, n, e, f"the master acknowledged the shutdown for term {n.term} ({e.detail})")
     if n.state is State.FENCING:
         return _keep(n)
-    reason = f"the master could not confirm its shutdown for term {n.term}: {e.detail}; not starting"
-    return _move(n, e, State.FENCING, reason, Alert(reason), deadline=e.now + p.ack_timeout)
+    return _fencing(p, n, e, f"the master could not confirm its shutdown for term {n.term}: {e.detail}; not starting")
 
 
 def _slave_tick_failing_over(p: Policy, n: NodeState, e: Event) -> Step:
@@ -329,28 +351,50 @@ def _slave_tick_failing_over(p: Policy, n: NodeState, e: Event) -> Step:
     waited = f"no ACK from the master within {p.ack_timeout:g} s for term {n.term}"
     if p.on_ack_timeout is OnAckTimeout.TAKEOVER:
         reason = f"{waited}; ON_ACK_TIMEOUT='takeover': starting WITHOUT a confirmed stop of the master"
-        return _move(
-            n,
-            e,
-            State.STARTING,
-            reason,
-            Alert(reason),
-            RunScripts(ScriptKind.STARTUP),
-            deadline=None,
-            scripts_done=False,
-        )
-    reason = f"{waited}: NOT starting; waiting for the master's ACK or a confirmed fence (confirm-fenced)"
-    return _move(n, e, State.FENCING, reason, Alert(reason), deadline=e.now + p.ack_timeout)
+        step = _authorized(p, n, e, reason)
+        return dataclasses.replace(step, actions=(Alert(reason), *step.actions))
+    how = "trying the fence chain" if p.fence_methods else "waiting for the master's ACK or `confirm-fenced`"
+    return _fencing(p, n, e, f"{waited}: NOT starting; {how}")
 
 
 def _slave_tick_fencing(p: Policy, n: NodeState, e: Event) -> Step:
     if n.deadline is not None and e.now < n.deadline:
         return _keep(n)
+    actions: list[Action] = [SendShutdown(n.term, p.ack_timeout)]
+    changes: dict[str, object] = {"deadline": e.now + p.ack_timeout}
+    if p.fence_methods and n.fence_index >= len(p.fence_methods):  # the chain ended: try it again
+        actions.append(Fence(n.term, p.fence_methods[0]))
+        changes["fence_index"] = 0
     message = (
-        f"still FENCING in term {n.term}: the master has not confirmed its shutdown; "
-        "asking again (an operator may run confirm-fenced)"
+        f"still FENCING in term {n.term}: the master has not confirmed its shutdown and no fence "
+        "succeeded; asking again (an operator who made sure may run `failover confirm-fenced`)"
     )
-    return _keep(n, Alert(message), SendShutdown(n.term, p.ack_timeout), deadline=e.now + p.ack_timeout)
+    return _keep(n, Alert(message), *actions, **changes)
+
+
+def _slave_fence_result(p: Policy, n: NodeState, e: Event) -> Step:
+    assert isinstance(e, FenceResult)
+    current = p.fence_methods[n.fence_index] if n.fence_index < len(p.fence_methods) else None
+    if e.term != n.term or e.method is not current:
+        return _keep(n)  # a late result of another term or of an earlier attempt
+    if e.ok:
+        return _authorized(
+            p,
+            n,
+            e,
+            f"the master is fenced for term {n.term} by {e.method} ({e.detail})",
+            fenced_at_lb=e.method is FenceMethod.LOAD_BALANCER,
+        )
+    following = n.fence_index + 1
+    if following < len(p.fence_methods):
+        nxt = p.fence_methods[following]
+        reason = f"fence by {e.method} failed for term {n.term} ({e.detail}): trying {nxt}"
+        return _move(n, e, State.FENCING, reason, Fence(n.term, nxt), fence_index=following)
+    reason = (
+        f"fence by {e.method} failed for term {n.term} ({e.detail}); every fence method failed: waiting "
+        "for the master's ACK or an operator's `failover confirm-fenced`"
+    )
+    return _move(n, e, State.FENCING, reason, Alert(reason), fence_index=following)
 
 
 def _slave_started_failing_over(p: Policy, n: NodeState, e: Event) -> Step:
@@ -365,23 +409,20 @@ def _slave_started_failing_over(p: Policy, n: NodeState, e: Event) -> Step:
 
 
 def _slave_started_fencing(p: Policy, n: NodeState, e: Event) -> Step:
-    return _keep(n, deadline=e.now)  # the next Tick asks again and alerts
+    # the next Tick asks again, alerts, and starts the fence chain over (its results were lost)
+    return _keep(n, deadline=e.now, fence_index=len(p.fence_methods))
 
 
 def _slave_fence_confirmed(p: Policy, n: NodeState, e: Event) -> Step:
     assert isinstance(e, FenceConfirmed)
     if e.term != n.term:
         return _keep(n)
-    return _move(
-        n,
-        e,
-        State.STARTING,
-        f"fence of the master confirmed for term {n.term} by {e.method}: running the startup scripts",
-        RunScripts(ScriptKind.STARTUP),
-        deadline=None,
-        scripts_done=False,
-        detail="",
-    )
+    return _authorized(p, n, e, f"fence of the master confirmed for term {n.term} by {e.method}")
+
+
+def _load_balancer_done(p: Policy, n: NodeState, e: Event) -> Step:
+    assert isinstance(e, LoadBalancerDone)
+    return _keep(n) if e.ok else _keep(n, Alert(f"load balancer: {e.what} failed: {e.detail}"))
 
 
 def _slave_started_starting(p: Policy, n: NodeState, e: Event) -> Step:
@@ -409,7 +450,8 @@ def _starting_service_checked(p: Policy, n: NodeState, e: Event) -> Step:
     assert isinstance(e, ServiceChecked)
     if e.up:
         how = "after the startup scripts" if n.scripts_done else "(startup had completed before the restart)"
-        return _move(n, e, State.ACTIVE, f"the service answers on this host {how}: ACTIVE in term {n.term}")
+        enable = [LbEnable(Role.SLAVE)] if p.load_balancer else []
+        return _move(n, e, State.ACTIVE, f"the service answers on this host {how}: ACTIVE in term {n.term}", *enable)
     if not n.scripts_done:
         return _move(
             n,
@@ -470,12 +512,15 @@ _TABLE: dict[tuple[Role, State, type[Event]], Handler] = {
     (_S, State.FENCING, Tick): _slave_tick_fencing,
     (_S, State.FAILING_OVER, FenceConfirmed): _slave_fence_confirmed,
     (_S, State.FENCING, FenceConfirmed): _slave_fence_confirmed,
+    (_S, State.FENCING, FenceResult): _slave_fence_result,
     (_S, State.STARTING, ScriptsFinished): _starting_scripts_finished,
     (_S, State.STARTING, ServiceChecked): _starting_service_checked,
     (_S, State.STOPPING, ScriptsFinished): _stopping_scripts_finished,
     (_S, State.STOPPING, ServiceChecked): _stopping_service_checked,
     (_S, State.ACTIVE, LocalHealth): _record_health,
 }
+
+_TABLE.update({(_S, state, LoadBalancerDone): _load_balancer_done for (role, state) in GROUP_WORD if role is _S})
 
 # Every event type each role can receive. The rest raise MachineError.
 EVENTS_OF: dict[Role, frozenset[type[Event]]] = {
@@ -493,6 +538,8 @@ EVENTS_OF: dict[Role, frozenset[type[Event]]] = {
             ScriptsFinished,
             ServiceChecked,
             FenceConfirmed,
+            FenceResult,
+            LoadBalancerDone,
         }
     ),
 }
@@ -522,7 +569,13 @@ __all__ = [
     "Alert",
     "CheckService",
     "Event",
+    "Fence",
     "FenceConfirmed",
+    "FenceMethod",
+    "FenceResult",
+    "LbEnable",
+    "LbFence",
+    "LoadBalancerDone",
     "LocalHealth",
     "MachineError",
     "NodeState",

@@ -38,6 +38,14 @@ class ScriptKind(enum.StrEnum):
     STARTUP = "startup"
 
 
+class FenceMethod(enum.StrEnum):
+    """The fence chain, tried in this order when the master does not acknowledge."""
+
+    SSH = "ssh"  # rcmd runs the master's shutdown through its own agent, and verifies it
+    LOAD_BALANCER = "loadbalancer"  # the master's server goes to maintenance at the load balancer
+    SCRIPTS = "scripts"  # the operator's FENCE_SCRIPTS (power off, storage fence, ...)
+
+
 class OnAckTimeout(enum.StrEnum):
     FENCE = "fence"  # default: no ACK means no start until a fence is confirmed
     TAKEOVER = "takeover"  # the Perl tool's "ack or timeout": can run the service twice
@@ -67,6 +75,8 @@ class Policy:
     probe_failures: int = 3
     ack_timeout: float = 60.0
     on_ack_timeout: OnAckTimeout = OnAckTimeout.FENCE
+    fence_methods: tuple[FenceMethod, ...] = ()
+    load_balancer: bool = False  # fence the master there on takeover, and enable the slave
 
     def __post_init__(self) -> None:
         if self.probe_failures < 1:
@@ -95,6 +105,8 @@ class NodeState:
     service_ok: bool | None = None
     # the scripts' results of the current STOPPING / STARTING attempt, carried into the ACK
     detail: str = ""
+    # FENCING: the index in Policy.fence_methods of the fence being tried (past the end: none)
+    fence_index: int = 0
 
     def __post_init__(self) -> None:
         if (self.role, self.state) not in GROUP_WORD:
@@ -230,6 +242,29 @@ class FenceConfirmed(Event):
             raise ValueError("a fence confirmation must name its method")
 
 
+@dataclass(frozen=True)
+class FenceResult(Event):
+    """Slave: the outcome of one Fence action; ok=True means the master serves no one for this term."""
+
+    term: int
+    method: FenceMethod
+    ok: bool
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_term(self.term)
+
+
+@dataclass(frozen=True)
+class LoadBalancerDone(Event):
+    """The outcome of LbFence / LbEnable (informational: a failure is alerted, nothing waits on it)."""
+
+    what: str
+    ok: bool
+    detail: str = ""
+
+
 # --------------------------------------------------------------------------------------------
 # Actions: what the daemons must do. Data only.
 
@@ -276,6 +311,28 @@ class ProbeNow(Action):
 @dataclass(frozen=True)
 class SendHeartbeat(Action):
     """Master: send a heartbeat now (the local health changed)."""
+
+
+@dataclass(frozen=True)
+class Fence(Action):
+    """Slave: try one fence method against the master for this term."""
+
+    term: int
+    method: FenceMethod
+
+
+@dataclass(frozen=True)
+class LbFence(Action):
+    """Put `role`'s server in maintenance at the load balancer and cut its sessions."""
+
+    role: Role
+
+
+@dataclass(frozen=True)
+class LbEnable(Action):
+    """Put `role`'s server in service at the load balancer."""
+
+    role: Role
 
 
 @dataclass(frozen=True)

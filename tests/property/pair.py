@@ -17,7 +17,13 @@ from failover.machine import (
     Alert,
     CheckService,
     Event,
+    Fence,
     FenceConfirmed,
+    FenceMethod,
+    FenceResult,
+    LbEnable,
+    LbFence,
+    LoadBalancerDone,
     LocalHealth,
     NodeState,
     OnAckTimeout,
@@ -61,6 +67,11 @@ class Host:
     service_running: bool
     pending: list[Action] = field(default_factory=list)  # actions whose result has not come back yet
     ever_inactive: bool = False
+    lb_fenced: bool = False  # in maintenance at the load balancer: no client reaches it
+
+    @property
+    def serving(self) -> bool:
+        return self.service_running and not self.lb_fenced
 
 
 class MasterSlavePair:
@@ -95,7 +106,7 @@ class MasterSlavePair:
         result = step(self.policy, before, event)
         if isinstance(event, ShutdownAnswered) and event.ok:
             self.authorized_terms.add(event.term)
-        if isinstance(event, FenceConfirmed):
+        if isinstance(event, FenceConfirmed) or (isinstance(event, FenceResult) and event.ok):
             self.authorized_terms.add(event.term)
         host.node = result.state
         if result.transition is not None:
@@ -117,7 +128,7 @@ class MasterSlavePair:
             self.send_heartbeat()
         elif isinstance(action, Alert):
             self.alerts.append(action.message)
-        elif isinstance(action, RunScripts | CheckService | ProbeNow):
+        elif isinstance(action, RunScripts | CheckService | ProbeNow | Fence | LbFence | LbEnable):
             host.pending.append(action)
         else:  # pragma: no cover - a new action type must be simulated here
             raise AssertionError(f"unsimulated action {action!r}")
@@ -153,8 +164,8 @@ class MasterSlavePair:
         self.feed(message.to, dataclasses.replace(message.event, now=self.now))
 
     def inject_stale(self, age: int, to: Role, fence: bool = False) -> None:
-        """A message of an earlier term arrives late: an old ACK or an old fence confirmation to
-        the slave, an old request to the master."""
+        """A message of an earlier term arrives late: an old ACK, an old fence confirmation or an
+        old fence result to the slave; an old request to the master."""
         term = self.hosts[to].node.term - age
         if term < 1:
             return
@@ -162,12 +173,11 @@ class MasterSlavePair:
             self.network.append(Message(Role.MASTER, ShutdownRequested(self.now, term=term)))
             return
         self.authorized_terms.add(term)  # it was genuine, for its own (old) term
-        old: Event = (
-            FenceConfirmed(self.now, term=term, method="old confirmation")
-            if fence
-            else ShutdownAnswered(self.now, term, True, "old ACK")
-        )
-        self.network.append(Message(Role.SLAVE, old))
+        old: list[Event] = [ShutdownAnswered(self.now, term, True, "old ACK")]
+        if fence:
+            old = [FenceConfirmed(self.now, term=term, method="old confirmation")]
+            old += [FenceResult(self.now, term, method, True, "old fence") for method in self.policy.fence_methods]
+        self.network.extend(Message(Role.SLAVE, event) for event in old)
 
     def drop(self, index: int) -> None:
         if self.network:
@@ -187,6 +197,17 @@ class MasterSlavePair:
             self.feed(role, ServiceChecked(self.now, host.service_running))
         elif isinstance(action, ProbeNow):
             self.probe()
+        elif isinstance(action, Fence):
+            if ok:  # a fence succeeds only by making it true
+                if action.method is FenceMethod.LOAD_BALANCER:
+                    self.master.lb_fenced = True
+                else:  # ssh stops the service through the master's agent; scripts power it off
+                    self.master.service_running = False
+            self.feed(role, FenceResult(self.now, action.term, action.method, ok, "ok" if ok else "failed"))
+        elif isinstance(action, LbFence | LbEnable):
+            if ok:
+                self.hosts[action.role].lb_fenced = isinstance(action, LbFence)
+            self.feed(role, LoadBalancerDone(self.now, type(action).__name__, ok))
 
     def crash_service(self, role: Role = Role.MASTER) -> None:
         self.hosts[role].service_running = False
@@ -245,13 +266,13 @@ class MasterSlavePair:
                     f"the slave runs its startup scripts in term {term} without an ACK "
                     f"or a confirmed fence (authorized: {sorted(self.authorized_terms)})"
                 )
-        if isinstance(action, Reply) and action.ok and self.master.service_running:
+        if isinstance(action, Reply) and action.ok and self.master.service_running:  # its own check lied
             raise InvariantViolation(f"the master acknowledged term {action.term} while its service runs")
 
     def _check_world(self) -> None:
         m, s = self.master.node, self.slave.node
         if m.state is State.ACTIVE and s.state is State.ACTIVE and m.term == s.term:
             raise InvariantViolation(f"both hosts ACTIVE in term {m.term}")
-        both_running = self.master.service_running and self.slave.service_running
-        if both_running and self.policy.on_ack_timeout is OnAckTimeout.FENCE:
-            raise InvariantViolation(f"the service runs on both hosts: master {m}, slave {s}")
+        both_serving = self.master.serving and self.slave.serving
+        if both_serving and self.policy.on_ack_timeout is OnAckTimeout.FENCE:
+            raise InvariantViolation(f"the service serves clients on both hosts: master {m}, slave {s}")

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from failover.machine import OnAckTimeout, Policy, Role, State
+from failover.machine import FenceMethod, OnAckTimeout, Policy, Role, State
 from tests.property.pair import InvariantViolation, MasterSlavePair
 
 roles = st.sampled_from(list(Role))
@@ -77,6 +77,17 @@ class PairUnderFaults(RuleBasedStateMachine):
             assert host.persisted.term <= host.node.term
 
 
+class FencedPair(PairUnderFaults):
+    """The whole fence chain and a load balancer: any mix of fence outcomes, still one server."""
+
+    policy = Policy(
+        probe_failures=2,
+        ack_timeout=5.0,
+        fence_methods=(FenceMethod.SSH, FenceMethod.LOAD_BALANCER, FenceMethod.SCRIPTS),
+        load_balancer=True,
+    )
+
+
 class TakeoverPair(PairUnderFaults):
     """ON_ACK_TIMEOUT='takeover': startup without an ACK is allowed, everything else still holds."""
 
@@ -85,6 +96,10 @@ class TakeoverPair(PairUnderFaults):
 
 TestPairUnderFaults = PairUnderFaults.TestCase
 TestPairUnderFaults.settings = settings(
+    max_examples=300, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestFencedPair = FencedPair.TestCase
+TestFencedPair.settings = settings(
     max_examples=300, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestTakeoverPair = TakeoverPair.TestCase
@@ -156,7 +171,8 @@ def test_late_messages_of_earlier_terms_never_move_anyone(
     start_term: int, age: int, fence: bool, failures: int, moves: list[tuple[str, object]]
 ) -> None:
     """An old ACK or fence confirmation never starts the slave; an old request never stops the master."""
-    pair = MasterSlavePair(Policy(probe_failures=2, ack_timeout=5.0), start_term=start_term)
+    policy = Policy(probe_failures=2, ack_timeout=5.0, fence_methods=tuple(FenceMethod), load_balancer=True)
+    pair = MasterSlavePair(policy, start_term=start_term)
     for _ in range(failures):
         pair.probe(spurious_failure=True)  # maybe the slave claims a term and waits for its ACK
     for move in moves:

@@ -11,7 +11,13 @@ from failover.machine import (
     GROUP_WORD,
     Alert,
     CheckService,
+    Fence,
     FenceConfirmed,
+    FenceMethod,
+    FenceResult,
+    LbEnable,
+    LbFence,
+    LoadBalancerDone,
     LocalHealth,
     MachineError,
     NodeState,
@@ -477,3 +483,89 @@ def test_every_transition_has_a_reason_and_every_state_handles_every_event(role:
                     assert s.transition.reason.strip()
                     assert s.state.reason == s.transition.reason
                 assert s.state.term >= n.term
+
+
+# ---------------------------------------------------------------------------- the fence chain (issue 4)
+
+CHAIN = Policy(
+    probe_failures=3,
+    ack_timeout=10.0,
+    fence_methods=(FenceMethod.SSH, FenceMethod.LOAD_BALANCER, FenceMethod.SCRIPTS),
+    load_balancer=True,
+)
+
+
+def test_no_ack_starts_the_fence_chain_with_its_first_method() -> None:
+    s = step(CHAIN, failing_over(deadline=20.0), Tick(20.0))
+    assert s.state.state is State.FENCING and s.state.fence_index == 0
+    assert s.actions == (Alert(s.state.reason), Fence(1, FenceMethod.SSH))
+    assert "trying the fence chain" in s.state.reason
+
+
+def test_each_failed_fence_tries_the_next_then_waits_for_the_operator() -> None:
+    n = node(S, State.FENCING, term=1, fence_index=0)
+    s1, s2, s3 = run(
+        n,
+        FenceResult(1, 1, FenceMethod.SSH, False, "ssh: connection refused"),
+        FenceResult(2, 1, FenceMethod.LOAD_BALANCER, False, "haproxy unreachable"),
+        FenceResult(3, 1, FenceMethod.SCRIPTS, False, "exit 1"),
+        policy=CHAIN,
+    )
+    assert s1.actions == (Fence(1, FenceMethod.LOAD_BALANCER),) and "trying loadbalancer" in s1.state.reason
+    assert s2.actions == (Fence(1, FenceMethod.SCRIPTS),)
+    assert kinds(s3) == [Alert] and "every fence method failed" in s3.state.reason
+    assert s3.state.state is State.FENCING and s3.state.fence_index == 3
+    retry = step(CHAIN, dataclasses.replace(s3.state, deadline=30.0), Tick(31))
+    assert kinds(retry) == [Alert, SendShutdown, Fence] and retry.state.fence_index == 0
+
+
+def test_a_confirmed_ssh_fence_starts_and_fences_the_master_at_the_load_balancer_first() -> None:
+    n = node(S, State.FENCING, term=1, fence_index=0)
+    s = step(CHAIN, n, FenceResult(1, 1, FenceMethod.SSH, True, "service verified down over ssh"))
+    assert s.state.state is State.STARTING
+    assert s.actions == (LbFence(Role.MASTER), RunScripts(ScriptKind.STARTUP))
+    assert "fenced for term 1 by ssh" in s.state.reason
+
+
+def test_a_load_balancer_fence_is_not_repeated() -> None:
+    n = node(S, State.FENCING, term=1, fence_index=1)
+    s = step(CHAIN, n, FenceResult(1, 1, FenceMethod.LOAD_BALANCER, True, "MAINT"))
+    assert s.actions == (RunScripts(ScriptKind.STARTUP),)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        FenceResult(1, 2, FenceMethod.SSH, True),  # another term
+        FenceResult(1, 1, FenceMethod.LOAD_BALANCER, True),  # not the method being tried
+    ],
+)
+def test_a_late_or_stray_fence_result_starts_nothing(result: FenceResult) -> None:
+    n = node(S, State.FENCING, term=1, fence_index=0)
+    assert step(CHAIN, n, result).state == n
+
+
+def test_the_ack_path_also_fences_at_the_load_balancer_and_active_enables_the_slave() -> None:
+    s1 = step(CHAIN, failing_over(), ShutdownAnswered(5, term=1, ok=True, detail="down"))
+    assert s1.actions == (LbFence(Role.MASTER), RunScripts(ScriptKind.STARTUP))
+    s2 = run(s1.state, ScriptsFinished(6, ScriptKind.STARTUP, True), ServiceChecked(7, True), policy=CHAIN)[-1]
+    assert s2.state.state is State.ACTIVE and s2.actions == (LbEnable(Role.SLAVE),)
+
+
+def test_a_restart_while_fencing_runs_the_chain_again_at_the_next_tick() -> None:
+    n = node(S, State.FENCING, term=1, fence_index=1, deadline=1e9)
+    s1, s2 = run(n, Started(100), Tick(100), policy=CHAIN)
+    assert s1.state.fence_index == 3 and kinds(s2) == [Alert, SendShutdown, Fence]
+
+
+def test_a_failed_load_balancer_change_is_alerted_and_changes_nothing() -> None:
+    n = node(S, State.STARTING, term=1)
+    s = step(CHAIN, n, LoadBalancerDone(1, "fence master", False, "no such server"))
+    assert s.state == n and kinds(s) == [Alert]
+    assert step(CHAIN, n, LoadBalancerDone(1, "fence master", True)).actions == ()
+
+
+def test_takeover_with_a_load_balancer_still_fences_the_master_there() -> None:
+    pol = dataclasses.replace(CHAIN, on_ack_timeout=OnAckTimeout.TAKEOVER)
+    s = step(pol, failing_over(deadline=20.0), Tick(21))
+    assert kinds(s) == [Alert, LbFence, RunScripts]
