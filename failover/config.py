@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from failover.machine import OnAckTimeout, Policy, Role
+from failover.machine import FenceMethod, OnAckTimeout, Policy, Role
 
 LOAD_TIMEOUT = 10.0  # seconds the operator's file may take to execute
 MIN_SECRET_BYTES = 16
@@ -68,6 +68,14 @@ class Config:
     POP3_PROBE_PASS: str | None
     RLOGIN_USER: str
     RLOGIN_PASS: str | None
+    RLOGIN_PORT: int
+    RLOGIN_KEY_FILE: str | None
+    RLOGIN_KNOWN_HOSTS: str | None
+    REMOTE_FAILOVER: str | None
+    REMOTE_CONFIG: str | None
+    LOAD_BALANCER: LoadBalancerConfig | None
+    FENCE_SCRIPTS: tuple[str, ...]
+    FENCE_TIMEOUT: float
     PROBE_INTERVAL: float
     PROBE_FAILURES: int
     HEARTBEAT_INTERVAL: float
@@ -84,8 +92,25 @@ class Config:
     base_dir: str = "."  # where relative script paths are resolved and scripts run
     warnings: tuple[str, ...] = ()
 
+    def fence_methods(self) -> tuple[FenceMethod, ...]:
+        """The fence chain this config allows, in the order it is tried."""
+        methods = []
+        if self.RLOGIN_KEY_FILE or self.RLOGIN_PASS:
+            methods.append(FenceMethod.SSH)
+        if self.LOAD_BALANCER:
+            methods.append(FenceMethod.LOAD_BALANCER)
+        if self.FENCE_SCRIPTS:
+            methods.append(FenceMethod.SCRIPTS)
+        return tuple(methods)
+
     def policy(self) -> Policy:
-        return Policy(self.PROBE_FAILURES, self.SHUTDOWN_ACK_TIMEOUT, self.ON_ACK_TIMEOUT)
+        return Policy(
+            self.PROBE_FAILURES,
+            self.SHUTDOWN_ACK_TIMEOUT,
+            self.ON_ACK_TIMEOUT,
+            self.fence_methods(),
+            self.LOAD_BALANCER is not None,
+        )
 
     def host_of(self, role: Role) -> str:
         return self.MASTER_HOST if role is Role.MASTER else self.SLAVE_HOST
@@ -191,6 +216,40 @@ def _scripts(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _optional_scripts(value: Any) -> tuple[str, ...]:
+    return () if value in (None, "", [], ()) else _scripts(value)
+
+
+@dataclass(frozen=True)
+class LoadBalancerConfig:
+    """LOAD_BALANCER: HAProxy's runtime API and the backend's server name of each host."""
+
+    address: str  # "unix:/run/haproxy/admin.sock" or "host:port"
+    backend: str
+    master_server: str
+    slave_server: str
+    timeout: float = 2.0
+
+
+def _load_balancer(value: Any) -> LoadBalancerConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _Bad("expected None or a dict with address, backend, master_server, slave_server (and timeout)")
+    fields = {"address", "backend", "master_server", "slave_server", "timeout"}
+    unknown, missing = set(value) - fields, {"address", "backend", "master_server", "slave_server"} - set(value)
+    if unknown or missing:
+        raise _Bad(f"unknown fields {sorted(unknown)}, missing fields {sorted(missing)}; expected {sorted(fields)}")
+    for name in ("address", "backend", "master_server", "slave_server"):
+        if not isinstance(value[name], str) or not value[name].strip():
+            raise _Bad(f"{name} must be a non-empty string")
+    address = value["address"]
+    if not address.startswith("unix:") and not address.rpartition(":")[2].isdigit():
+        raise _Bad(f"address {address!r}: expected 'unix:/path/to/admin.sock' or 'host:port'")
+    timeout = _number(0.05, 60)(value.get("timeout", 2.0))
+    return LoadBalancerConfig(address, value["backend"], value["master_server"], value["slave_server"], timeout)
+
+
 def _on_ack_timeout(value: Any) -> OnAckTimeout:
     try:
         return OnAckTimeout(value)
@@ -216,6 +275,14 @@ KEYS: tuple[Key, ...] = (
     Key("POP3_PROBE_PASS", _optional_text, None),
     Key("RLOGIN_USER", _text, "root", "SSH user on the peer (rcmd)"),
     Key("RLOGIN_PASS", _optional_text, None, "SSH password: accepted, a key is preferred"),
+    Key("RLOGIN_PORT", _port, 22),
+    Key("RLOGIN_KEY_FILE", _optional_text, None, "private key for SSH to the peer (the fence by ssh)"),
+    Key("RLOGIN_KNOWN_HOSTS", _optional_text, None, "known_hosts file that pins the peer's host key"),
+    Key("REMOTE_FAILOVER", _optional_text, None, "the failover command on the peer (default: the same as here)"),
+    Key("REMOTE_CONFIG", _optional_text, None, "this config's path on the peer (default: the same path)"),
+    Key("LOAD_BALANCER", _load_balancer, None, "HAProxy runtime API, for the fence and the takeover"),
+    Key("FENCE_SCRIPTS", _optional_scripts, (), "run on the slave to fence the master; exit 0 = fenced"),
+    Key("FENCE_TIMEOUT", _number(0.1, 3600), 30.0, "each step of the fence chain gives up after this"),
     Key("PROBE_INTERVAL", _number(0.01, 3600), 5.0, "seconds between probes"),
     Key("PROBE_FAILURES", _integer(1, 1000), 3, "consecutive failed probes that start a failover"),
     Key("HEARTBEAT_INTERVAL", _number(0.01, 3600), 2.0, "seconds between the master's heartbeats"),
@@ -338,7 +405,7 @@ def validate(
         elif key.same_as in values:
             values[key.name] = values[key.same_as]
         # else: that key is missing or broken, which is already reported
-    for name in ("SECRET_FILE", "STATE_DIR", "LOG_DIR", "SERVICE_PIDFILE"):
+    for name in ("SECRET_FILE", "STATE_DIR", "LOG_DIR", "SERVICE_PIDFILE", "RLOGIN_KEY_FILE", "RLOGIN_KNOWN_HOSTS"):
         if values.get(name):
             values[name] = os.path.normpath(os.path.join(base_dir, values[name]))  # absolute stays absolute
     problems += _relations(values)
@@ -402,6 +469,14 @@ def _relations(v: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     if (v.get("POP3_PROBE_USER") is None) != (v.get("POP3_PROBE_PASS") is None):
         problems.append(Problem("POP3_PROBE_PASS", "POP3_PROBE_USER and POP3_PROBE_PASS go together: set both or none"))
+    if (v.get("RLOGIN_KEY_FILE") or v.get("RLOGIN_PASS")) and not v.get("RLOGIN_KNOWN_HOSTS"):
+        problems.append(
+            Problem(
+                "RLOGIN_KNOWN_HOSTS",
+                "required with RLOGIN_KEY_FILE or RLOGIN_PASS: the peer's SSH "
+                "host key must be pinned (a known_hosts file)",
+            )
+        )
     problems += _port_clashes(v)
     for key, needs, rule, why in TIMING_RULES:
         if all(k in v for k in needs):
@@ -447,11 +522,14 @@ def _port_clashes(v: dict[str, Any]) -> list[Problem]:
 
 def _files(v: dict[str, Any], base_dir: str) -> list[Problem]:
     problems = []
-    for key in ("SHUTDOWN_SCRIPTS", "STARTUP_SCRIPTS"):
+    for key in ("SHUTDOWN_SCRIPTS", "STARTUP_SCRIPTS", "FENCE_SCRIPTS"):
         for command in v.get(key, ()):
             problem = script_problem(command, base_dir)
             if problem:
                 problems.append(Problem(key, problem))
+    for key in ("RLOGIN_KEY_FILE", "RLOGIN_KNOWN_HOSTS"):
+        if v.get(key) and not os.path.isfile(v[key]):
+            problems.append(Problem(key, f"{v[key]}: no such file"))
     secret = v.get("SECRET_FILE")
     if secret:
         problem = secret_problem(secret)

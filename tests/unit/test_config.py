@@ -212,7 +212,8 @@ def test_timeouts_that_cannot_work_together(confdir: Path, change: dict[str, obj
 
 
 def test_takeover_and_password_are_accepted_with_warnings(confdir: Path) -> None:
-    c = load(edit(confdir, ON_ACK_TIMEOUT="takeover", RLOGIN_PASS="x"))
+    (confdir / "known_hosts").write_text("")
+    c = load(edit(confdir, ON_ACK_TIMEOUT="takeover", RLOGIN_PASS="x", RLOGIN_KNOWN_HOSTS="known_hosts"))
     assert c.ON_ACK_TIMEOUT is OnAckTimeout.TAKEOVER
     assert [w.split(":")[0] for w in c.warnings] == ["ON_ACK_TIMEOUT", "RLOGIN_PASS"]
     assert "runs twice" in c.warnings[0]
@@ -252,3 +253,42 @@ def test_scripts_run_from_the_config_directory_not_the_callers(confdir: Path) ->
         load(confdir / "failover_config.py")  # ./scripts/... found relative to the file
     finally:
         os.chdir(here)
+
+
+def test_the_fence_chain_follows_what_is_configured(confdir: Path) -> None:
+    (confdir / "id").write_text("key")
+    (confdir / "known_hosts").write_text("")
+    assert load(confdir / "failover_config.py").fence_methods() == ()
+    lb = {"address": "unix:/run/haproxy/admin.sock", "backend": "pop3", "master_server": "a", "slave_server": "b"}
+    c = load(
+        edit(
+            confdir,
+            RLOGIN_KEY_FILE="id",
+            RLOGIN_KNOWN_HOSTS="known_hosts",
+            LOAD_BALANCER=lb,
+            FENCE_SCRIPTS="./scripts/stop.sh",
+        )
+    )
+    assert [m.value for m in c.fence_methods()] == ["ssh", "loadbalancer", "scripts"]
+    assert c.policy().load_balancer and c.LOAD_BALANCER is not None and c.LOAD_BALANCER.timeout == 2.0
+    assert c.RLOGIN_KEY_FILE == str(confdir / "id")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"RLOGIN_KEY_FILE": "id"}, "RLOGIN_KNOWN_HOSTS: required with RLOGIN_KEY_FILE or RLOGIN_PASS"),
+        ({"RLOGIN_KEY_FILE": "nope", "RLOGIN_KNOWN_HOSTS": "nope2"}, "RLOGIN_KEY_FILE: "),
+        ({"LOAD_BALANCER": "haproxy"}, "LOAD_BALANCER: expected None or a dict"),
+        ({"LOAD_BALANCER": {"address": "x"}}, "LOAD_BALANCER: unknown fields [], missing fields ['backend'"),
+        (
+            {"LOAD_BALANCER": {"address": "here", "backend": "b", "master_server": "m", "slave_server": "s"}},
+            "LOAD_BALANCER: address 'here': expected 'unix:/path/to/admin.sock' or 'host:port'",
+        ),
+        ({"FENCE_SCRIPTS": ["./missing.sh"]}, "FENCE_SCRIPTS: ./missing.sh: no such file"),
+    ],
+)
+def test_fence_settings_are_checked(confdir: Path, change: dict[str, object], expected: str) -> None:
+    (confdir / "id").write_text("key")
+    lines = problems(edit(confdir, **change))
+    assert any(line.startswith(f"failover_config.py: {expected}") for line in lines), lines

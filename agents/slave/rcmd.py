@@ -1,0 +1,128 @@
+"""rcmd: run a command on the peer over SSH (paramiko), with its host key pinned.
+
+The peer's host key must be in RLOGIN_KNOWN_HOSTS: an unknown or changed key is refused, never
+added. Authentication is the RLOGIN_KEY_FILE key (or RLOGIN_PASS, accepted but warned about by
+`failover check`). The whole run (connect, authenticate, the command, its output) fits in the
+timeout given, or the channel is closed and RcmdError is raised.
+
+    python -m agents.slave.rcmd --config failover_config.py -- COMMAND...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import paramiko
+
+from failover.config import Config, ConfigError, load
+
+
+class RcmdError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    returncode: int  # -1 when the remote command was killed by a signal
+    stdout: str
+    stderr: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class Rcmd:
+    host: str
+    port: int
+    user: str
+    known_hosts: str
+    key_file: str | None = None
+    password: str | None = None
+
+    def run(self, command: str, timeout: float) -> RemoteResult:
+        start = time.monotonic()
+        end = start + timeout
+        client = paramiko.SSHClient()
+        try:
+            client.load_host_keys(self.known_hosts)
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            client.connect(
+                self.host,
+                port=self.port,
+                username=self.user,
+                key_filename=self.key_file,
+                password=self.password,
+                look_for_keys=False,
+                allow_agent=False,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+            )
+            channel = client.get_transport().open_session(timeout=max(0.1, end - time.monotonic()))  # type: ignore[union-attr]
+            channel.settimeout(0.2)
+            channel.exec_command(command)
+            out, err = b"", b""
+            while True:
+                if time.monotonic() > end:
+                    raise RcmdError(f"{self.user}@{self.host}: {command!r} did not finish within {timeout:g} s")
+                while channel.recv_ready():
+                    out += channel.recv(65536)
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                    break
+                time.sleep(0.01)
+            return RemoteResult(
+                channel.recv_exit_status(),
+                out.decode(errors="replace"),
+                err.decode(errors="replace"),
+                time.monotonic() - start,
+            )
+        except paramiko.BadHostKeyException as e:
+            raise RcmdError(f"{self.host}: its SSH host key CHANGED (not the one in {self.known_hosts}): {e}") from None
+        except paramiko.SSHException as e:
+            raise RcmdError(f"ssh {self.user}@{self.host}:{self.port}: {e}") from None
+        except (TimeoutError, OSError) as e:
+            raise RcmdError(f"ssh {self.user}@{self.host}:{self.port}: {e}") from None
+        finally:
+            client.close()
+
+
+def from_config(config: Config, host: str) -> Rcmd:
+    if not config.RLOGIN_KNOWN_HOSTS:
+        raise RcmdError("RLOGIN_KNOWN_HOSTS is not set: the peer's host key must be pinned")
+    return Rcmd(
+        host,
+        config.RLOGIN_PORT,
+        config.RLOGIN_USER,
+        config.RLOGIN_KNOWN_HOSTS,
+        config.RLOGIN_KEY_FILE,
+        config.RLOGIN_PASS,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="rcmd", description="Run a command on the master over SSH.")
+    parser.add_argument("--config", default=os.environ.get("FAILOVER_CONFIG", "failover_config.py"))
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("command", nargs="+")
+    args = parser.parse_args()
+    try:
+        config = load(args.config)
+        result = from_config(config, config.MASTER_HOST).run(" ".join(args.command), args.timeout)
+    except ConfigError as e:
+        print("\n".join(e.lines()), file=sys.stderr)
+        return 2
+    except RcmdError as e:
+        print(f"rcmd: {e}", file=sys.stderr)
+        return 255
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.returncode if result.returncode >= 0 else 255
+
+
+if __name__ == "__main__":
+    sys.exit(main())
