@@ -313,12 +313,31 @@ def confirm_fenced(ctx: Context, term: int | None, yes: bool) -> None:
     if term is not None:
         body["term"] = term
     try:
-        answer = local_call(socket_path(config, "rhcd"), body, timeout=10)
+        answer = local_call(socket_path(config, "rhcd"), body, timeout=config.FENCE_TIMEOUT * 4 + 10)
     except ChannelError as e:
         raise FailoverError(f"rhcd does not answer: {e}") from None
     if "error" in answer:
         raise FailoverError(answer["error"])
     click.echo(f"slave is {answer['state']} in term {answer['term']}: {answer['reason']}")
+
+
+@main.command("fence-self")
+@click.option("--term", type=int, required=True, help="The term the slave claimed.")
+@pass_context
+def fence_self(ctx: Context, term: int) -> None:
+    """On the master (run by the slave over SSH): stop the service for TERM and verify it is down.
+    Prints the answer as JSON; exit 0 when the service is verified down."""
+    import logging
+
+    from agents.master.lhcd import fence_self as run_fence_self
+
+    if ctx.role() is not Role.MASTER:
+        raise FailoverError("fence-self runs on the master")
+    logging.basicConfig(level=logging.INFO, format="fence-self %(levelname)s %(message)s", stream=sys.stderr)
+    answer = run_fence_self(ctx.config, term, logging.getLogger("fence-self"))
+    click.echo(json.dumps(answer))
+    if not answer.get("ok"):
+        sys.exit(1)
 
 
 @main.command()

@@ -282,7 +282,7 @@ KEYS: tuple[Key, ...] = (
     Key("REMOTE_CONFIG", _optional_text, None, "this config's path on the peer (default: the same path)"),
     Key("LOAD_BALANCER", _load_balancer, None, "HAProxy runtime API, for the fence and the takeover"),
     Key("FENCE_SCRIPTS", _optional_scripts, (), "run on the slave to fence the master; exit 0 = fenced"),
-    Key("FENCE_TIMEOUT", _number(0.1, 3600), 30.0, "each step of the fence chain gives up after this"),
+    Key("FENCE_TIMEOUT", _number(0.1, 3600), 90.0, "each step of the fence chain gives up after this"),
     Key("PROBE_INTERVAL", _number(0.01, 3600), 5.0, "seconds between probes"),
     Key("PROBE_FAILURES", _integer(1, 1000), 3, "consecutive failed probes that start a failover"),
     Key("HEARTBEAT_INTERVAL", _number(0.01, 3600), 2.0, "seconds between the master's heartbeats"),
@@ -443,6 +443,17 @@ def _control_rule(v: dict[str, Any]) -> tuple[bool, str]:
     return v["CONTROL_TIMEOUT"] < v["SHUTDOWN_ACK_TIMEOUT"], text
 
 
+def _fence_rule(v: dict[str, Any]) -> tuple[bool, str]:
+    if not (v.get("RLOGIN_KEY_FILE") or v.get("RLOGIN_PASS")):
+        return True, ""  # no fence by ssh
+    stop = v["SCRIPT_TIMEOUT"] * len(v["SHUTDOWN_SCRIPTS"]) + v["SERVICE_CHECK_TIMEOUT"]
+    text = (
+        f"FENCE_TIMEOUT ({v['FENCE_TIMEOUT']:g}) > 2 x (SCRIPT_TIMEOUT x {len(v['SHUTDOWN_SCRIPTS'])} "
+        f"SHUTDOWN_SCRIPTS + SERVICE_CHECK_TIMEOUT) = {2 * stop:g}"
+    )
+    return v["FENCE_TIMEOUT"] > 2 * stop, text
+
+
 TIMING_RULES: tuple[TimingRule, ...] = (
     (
         "SHUTDOWN_ACK_TIMEOUT",
@@ -455,6 +466,12 @@ TIMING_RULES: tuple[TimingRule, ...] = (
         ("SERVICE_CHECK_TIMEOUT", "REMOTE_POP3_TIMEOUT"),
         _check_rule,
         "a service check must leave time for at least one probe",
+    ),
+    (
+        "FENCE_TIMEOUT",
+        ("FENCE_TIMEOUT", "SCRIPT_TIMEOUT", "SERVICE_CHECK_TIMEOUT", "SHUTDOWN_SCRIPTS"),
+        _fence_rule,
+        "the fence by ssh may wait that long for a hung lhcd, then stop the service itself",
     ),
     (
         "CONTROL_TIMEOUT",

@@ -203,9 +203,13 @@ class Poller(threading.Thread):
     """A POP3 client: every `interval` s a full exchange (greeting, USER, PASS, STAT), with the
     master first and the slave second, like a client with two addresses. Records who answered."""
 
-    def __init__(self, pair: LoopbackPair, interval: float = 0.01, timeout: float = 0.5) -> None:
+    def __init__(
+        self, pair: LoopbackPair, interval: float = 0.01, timeout: float = 0.5, through: tuple[str, int] | None = None
+    ) -> None:
+        """`through`: one address to poll (a load balancer's frontend) instead of master, then slave."""
         super().__init__(daemon=True, name="poller")
         self.pair, self.interval, self.timeout = pair, interval, timeout
+        self.targets = [through] if through else [("127.0.0.1", pair.pop3[role].port) for role in Role]
         self.answers: list[Answer] = []
         self._stop_event = threading.Event()
 
@@ -213,8 +217,8 @@ class Poller(threading.Thread):
         while not self._stop_event.is_set():
             started = time.monotonic()
             who = None
-            for role in Role:
-                outcome = pop3_probe("127.0.0.1", self.pair.pop3[role].port, self.timeout, USER, PASSWORD)
+            for host, port in self.targets:
+                outcome = pop3_probe(host, port, self.timeout, USER, PASSWORD)
                 if outcome.ok:
                     who = "master" if "POP3 master ready" in outcome.detail else "slave"
                     break

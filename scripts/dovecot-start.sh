@@ -12,6 +12,8 @@ if [ -s "$base/master.pid" ]; then
         echo "dovecot: already running (pid $pid)"
         exit 0
     fi
+    # a dead (or zombie) master's pid file: Dovecot would take the zombie for a running master
+    rm -f "$base/master.pid"
 fi
 /usr/sbin/dovecot -c "$conf"
 echo "dovecot: started"

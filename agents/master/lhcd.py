@@ -8,7 +8,10 @@ service is really down, then the ACK. Every decision is the machine's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -16,9 +19,9 @@ from typing import Any
 
 from failover import service
 from failover.agent import Agent
-from failover.channel import ChannelError, request
+from failover.channel import ChannelError, local_call, request
 from failover.config import Config
-from failover.daemon import daemon_main
+from failover.daemon import PidLock, daemon_main, pid_path, running_pid, socket_path
 from failover.machine import (
     Action,
     Event,
@@ -28,6 +31,7 @@ from failover.machine import (
     Role,
     SendHeartbeat,
     ShutdownRequested,
+    Started,
     State,
 )
 from failover.protocol import Heartbeat, HeartbeatReply, ProtocolError
@@ -106,22 +110,28 @@ class Lhcd(Agent):
             self._heartbeat_now.wait(self.config.HEARTBEAT_INTERVAL)
 
     def on_local_request(self, req: dict[str, Any]) -> dict[str, Any]:
-        """socketserver forwards an authenticated SHUTDOWN_YOUR_SERVICE; answer when it is done."""
+        """socketserver (or fence-self) forwards an authenticated SHUTDOWN_YOUR_SERVICE; answer when it is done."""
         term = req.get("term")
         if req.get("type") != "SHUTDOWN_YOUR_SERVICE" or not isinstance(term, int) or term < 1:
             return {"ok": False, "detail": f"lhcd does not serve {str(req.get('type'))[:40]!r}"}
         self.log.warning("SHUTDOWN_YOUR_SERVICE for term %d from %s: %s", term, req.get("peer"), req.get("reason"))
+        waiter = self.expect_reply(term)
+        self.submit(ShutdownRequested(time.monotonic(), term=term))
+        return self.answer(waiter, self.config.SHUTDOWN_ACK_TIMEOUT)
+
+    def expect_reply(self, term: int) -> _Waiter:
         waiter = _Waiter(term)
         with self._lock:
             self._waiters.append(waiter)
-        self.submit(ShutdownRequested(time.monotonic(), term=term))
-        if not waiter.done.wait(self.config.SHUTDOWN_ACK_TIMEOUT):
+        return waiter
+
+    def answer(self, waiter: _Waiter, timeout: float) -> dict[str, Any]:
+        if not waiter.done.wait(timeout):
             with self._lock:
                 self._waiters.remove(waiter)
-            return {"ok": False, "term": term, "detail": "the shutdown did not finish in time"}
-        reply = waiter.reply
-        assert isinstance(reply, Reply)
-        return {"ok": reply.ok, "term": term, "detail": reply.detail}
+            return {"ok": False, "term": waiter.term, "detail": "the shutdown did not finish in time"}
+        assert waiter.reply is not None
+        return {"ok": waiter.reply.ok, "term": waiter.term, "detail": waiter.reply.detail}
 
     # ------------------------------------------------------------------ actions
 
@@ -138,6 +148,36 @@ class Lhcd(Agent):
             self._heartbeat_now.set()
             return None
         return super().execute(action)
+
+
+def fence_self(config: Config, term: int, log: logging.Logger) -> dict[str, Any]:
+    """The master stops its service for `term` when the slave asks over SSH (the fence by ssh):
+    through lhcd if it answers; else as lhcd would, holding lhcd's lock so none starts meanwhile.
+    A hung lhcd (it holds the lock, it does not answer) is killed first: the fence must not wait."""
+    path = socket_path(config, "lhcd")
+    request_body = {"type": "SHUTDOWN_YOUR_SERVICE", "term": term, "reason": "fence over ssh", "peer": "rcmd"}
+    stop_budget = config.SCRIPT_TIMEOUT * len(config.SHUTDOWN_SCRIPTS) + config.SERVICE_CHECK_TIMEOUT
+    try:
+        return local_call(path, request_body, timeout=stop_budget)  # FENCE_TIMEOUT covers twice this
+    except ChannelError as e:
+        log.warning("lhcd does not answer (%s): stopping the service without it", e)
+    pid = running_pid(pid_path(config, "lhcd"))
+    if pid:
+        log.warning("killing the hung lhcd (pid %d)", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + 5
+        while running_pid(pid_path(config, "lhcd")) and time.monotonic() < end:
+            time.sleep(0.02)
+    lock = PidLock(pid_path(config, "lhcd"), "lhcd")
+    try:
+        agent = Lhcd(config, log)
+        waiter = agent.expect_reply(term)
+        agent.process(Started(time.monotonic()))
+        agent.process(ShutdownRequested(time.monotonic(), term=term))  # runs the scripts and the check
+        return agent.answer(waiter, 0)
+    finally:
+        lock.release()
 
 
 def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:

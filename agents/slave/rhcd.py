@@ -14,15 +14,21 @@ import threading
 import time
 from typing import Any
 
-from failover import service
+from failover import fencing, service
 from failover.agent import Agent
 from failover.channel import ChannelError, request
 from failover.config import Config
 from failover.daemon import daemon_main
+from failover.loadbalancer import LoadBalancerError
 from failover.machine import (
     Action,
     Event,
+    Fence,
     FenceConfirmed,
+    FenceResult,
+    LbEnable,
+    LbFence,
+    LoadBalancerDone,
     LocalHealth,
     PeerReport,
     ProbeNow,
@@ -108,7 +114,8 @@ class Rhcd(Agent):
             if not isinstance(term, int) or term < 0:
                 return {"error": "term must be an integer"}
             self.log.warning("operator confirms the master is fenced for term %d", term)
-            node = self.submit_and_wait(FenceConfirmed(time.monotonic(), term, "operator (confirm-fenced)"), 5.0)
+            wait = self.config.FENCE_TIMEOUT * (len(self.policy.fence_methods) + 1) + 5  # a fence may be running
+            node = self.submit_and_wait(FenceConfirmed(time.monotonic(), term, "operator (confirm-fenced)"), wait)
             return {"term": node.term, "state": node.state.value, "reason": node.reason}
         return {"error": f"rhcd does not serve {str(kind)[:40]!r}"}
 
@@ -122,7 +129,33 @@ class Rhcd(Agent):
             if self._sending.acquire(blocking=False):
                 threading.Thread(target=self._send_shutdown, args=(action,), daemon=True).start()
             return None
+        if isinstance(action, Fence):
+            self.log.warning("fencing the master for term %d by %s", action.term, action.method)
+            ok, detail = fencing.fence(self.config, action.term, action.method, self.script_env("fence"))
+            self.log.log(
+                logging.WARNING if ok else logging.ERROR,
+                "fence by %s %s: %s",
+                action.method,
+                "CONFIRMED" if ok else "failed",
+                detail,
+            )
+            return FenceResult(time.monotonic(), action.term, action.method, ok, detail)
+        if isinstance(action, LbFence | LbEnable):
+            return self._load_balancer(action)
         return super().execute(action)
+
+    def _load_balancer(self, action: LbFence | LbEnable) -> Event:
+        what = f"{'fence' if isinstance(action, LbFence) else 'enable'} the {action.role}'s server"
+        lb = fencing.load_balancer(self.config)
+        try:
+            if lb is None:
+                raise LoadBalancerError("no LOAD_BALANCER configured")
+            detail = lb.fence(action.role) if isinstance(action, LbFence) else lb.enable(action.role)
+        except LoadBalancerError as e:
+            self.log.error("load balancer: %s failed: %s", what, e)
+            return LoadBalancerDone(time.monotonic(), what, False, str(e))
+        self.log.info("load balancer: %s", detail)
+        return LoadBalancerDone(time.monotonic(), what, True, detail)
 
     def _send_shutdown(self, action: SendShutdown) -> None:
         """Deliver SHUTDOWN_YOUR_SERVICE and wait for the answer until the ACK timeout; the

@@ -213,7 +213,9 @@ def test_timeouts_that_cannot_work_together(confdir: Path, change: dict[str, obj
 
 def test_takeover_and_password_are_accepted_with_warnings(confdir: Path) -> None:
     (confdir / "known_hosts").write_text("")
-    c = load(edit(confdir, ON_ACK_TIMEOUT="takeover", RLOGIN_PASS="x", RLOGIN_KNOWN_HOSTS="known_hosts"))
+    c = load(
+        edit(confdir, ON_ACK_TIMEOUT="takeover", RLOGIN_PASS="x", RLOGIN_KNOWN_HOSTS="known_hosts", FENCE_TIMEOUT=120)
+    )
     assert c.ON_ACK_TIMEOUT is OnAckTimeout.TAKEOVER
     assert [w.split(":")[0] for w in c.warnings] == ["ON_ACK_TIMEOUT", "RLOGIN_PASS"]
     assert "runs twice" in c.warnings[0]
@@ -267,6 +269,7 @@ def test_the_fence_chain_follows_what_is_configured(confdir: Path) -> None:
             RLOGIN_KNOWN_HOSTS="known_hosts",
             LOAD_BALANCER=lb,
             FENCE_SCRIPTS="./scripts/stop.sh",
+            FENCE_TIMEOUT=120,
         )
     )
     assert [m.value for m in c.fence_methods()] == ["ssh", "loadbalancer", "scripts"]
@@ -278,6 +281,10 @@ def test_the_fence_chain_follows_what_is_configured(confdir: Path) -> None:
     ("change", "expected"),
     [
         ({"RLOGIN_KEY_FILE": "id"}, "RLOGIN_KNOWN_HOSTS: required with RLOGIN_KEY_FILE or RLOGIN_PASS"),
+        (
+            {"RLOGIN_KEY_FILE": "id", "RLOGIN_KNOWN_HOSTS": "id"},
+            "FENCE_TIMEOUT: timing rule broken: expected FENCE_TIMEOUT (90) > 2 x (SCRIPT_TIMEOUT x 2",
+        ),
         ({"RLOGIN_KEY_FILE": "nope", "RLOGIN_KNOWN_HOSTS": "nope2"}, "RLOGIN_KEY_FILE: "),
         ({"LOAD_BALANCER": "haproxy"}, "LOAD_BALANCER: expected None or a dict"),
         ({"LOAD_BALANCER": {"address": "x"}}, "LOAD_BALANCER: unknown fields [], missing fields ['backend'"),

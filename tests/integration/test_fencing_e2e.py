@@ -1,0 +1,138 @@
+"""The fence chain end to end on loopback: real sshd for the fence by ssh, a real HAProxy in front."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from failover.localhaproxy import HAProxyInstance
+from failover.localpop3 import free_port
+from failover.loopback import LoopbackPair, Poller
+from failover.machine import Role
+from tests.integration.conftest import wait_heartbeat_seen
+from tests.sshd import SshdInstance
+
+M, S = Role.MASTER, Role.SLAVE
+MakePair = Callable[..., LoopbackPair]
+FENCE = {"FENCE_TIMEOUT": 15.0, "SHUTDOWN_ACK_TIMEOUT": 4.0}
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SshdInstance]:
+    instance = SshdInstance(str(tmp_path / "sshd"))
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def ssh_settings(sshd: SshdInstance) -> dict[str, object]:
+    import pwd
+
+    return {
+        "RLOGIN_USER": pwd.getpwuid(os.getuid()).pw_name,
+        "RLOGIN_PORT": sshd.port,
+        "RLOGIN_KEY_FILE": sshd.key_file,
+        "RLOGIN_KNOWN_HOSTS": sshd.known_hosts,
+    }
+
+
+def with_haproxy(pair: LoopbackPair) -> HAProxyInstance:
+    haproxy = HAProxyInstance(
+        os.path.join(pair.dir, "haproxy"),
+        ("127.0.0.1", free_port()),
+        {role: ("127.0.0.1", pair.pop3[role].port) for role in Role},
+    )
+    haproxy.start()
+    address = haproxy.admin
+    pair.write_config(
+        LOAD_BALANCER={"address": address, "backend": "pop3_pool", "master_server": "master", "slave_server": "slave"}
+    )
+    return haproxy
+
+
+def start(pair: LoopbackPair) -> None:
+    pair.pop3[M].start()
+    pair.start_agents(M)
+    pair.start_agents(S)
+    wait_heartbeat_seen(pair)
+
+
+def reasons(pair: LoopbackPair, role: Role) -> str:
+    return "\n".join(e["reason"] for e in pair.journal(role))
+
+
+def test_no_ack_then_the_fence_by_ssh_stops_the_master_through_its_own_agent(
+    make_pair: MakePair, sshd: SshdInstance
+) -> None:
+    pair = make_pair(start=False, **FENCE, **ssh_settings(sshd))
+    start(pair)
+    pair.kill_daemon("socketserver")  # no ACK can come over the control port
+    pair.kill_daemon("lhcd")  # and the master's agent is gone too
+    pair.pop3[M].kill(signal.SIGKILL)
+    pair.wait_for(S, "ACTIVE", timeout=60)
+    assert "the master is fenced for term 1 by ssh" in reasons(pair, S)
+    master = pair.state(M)  # written by fence-self on the master, under lhcd's lock
+    assert (master["state"], master["term"]) == ("INACTIVE", 1)
+    pair.start_agents(M)  # and the master's agents, started again, stay INACTIVE
+    time.sleep(1)
+    assert pair.state(M)["state"] == "INACTIVE" and not pair.pop3[M].running()
+
+
+def test_ssh_impossible_then_the_load_balancer_fence_keeps_clients_off_a_running_master(
+    make_pair: MakePair, sshd: SshdInstance
+) -> None:
+    pair = make_pair(start=False, **FENCE, **ssh_settings(sshd))
+    haproxy = with_haproxy(pair)
+    try:
+        start(pair)
+        poller = Poller(pair, through=haproxy.frontend)
+        poller.start()
+        sshd.stop()  # the fence by ssh cannot work
+        pair.kill_daemon("socketserver")  # no ACK
+        pair.kill_daemon("lhcd")  # nobody tells the master anything: it keeps serving
+        # the master's POP3 still answers its own port, but the slave's probes no longer reach it:
+        # simulate that path failure by stopping it only for the slave, i.e. fail its probes
+        pair.write_config(REMOTE_POP3_PORT=free_port())
+        pair.stop_agents(S)
+        pair.start_agents(S)
+        pair.wait_for(S, "ACTIVE", timeout=90)
+        time.sleep(1.0)
+        poller.stop()
+        log = reasons(pair, S)
+        assert "fence by ssh failed for term 1" in log and "trying loadbalancer" in log
+        assert "fenced for term 1 by loadbalancer" in log
+        lb = haproxy.runtime()
+        assert lb.status(M) == "MAINT" and pair.pop3[M].running()  # fenced, though still running
+        first = poller.first("slave", after=0)
+        assert first is not None and poller.count("master", after=first) == 0
+    finally:
+        haproxy.stop()
+
+
+def test_the_ack_path_fences_the_master_at_the_load_balancer_and_enables_the_slave(make_pair: MakePair) -> None:
+    pair = make_pair(start=False, **FENCE)
+    haproxy = with_haproxy(pair)
+    try:
+        start(pair)
+        poller = Poller(pair, through=haproxy.frontend)
+        poller.start()
+        time.sleep(0.5)
+        killed = time.monotonic()
+        pair.pop3[M].kill(signal.SIGKILL)
+        pair.wait_for(S, "ACTIVE", timeout=30)
+        time.sleep(1.0)
+        lb = haproxy.runtime()
+        assert lb.status(M) == "MAINT" and lb.status(S) == "UP"
+        pair.pop3[M].start()  # the old master's POP3 is back (lhcd stops it; HAProxy keeps it out meanwhile)
+        time.sleep(1.5)
+        poller.stop()
+        first = poller.first("slave", after=killed)
+        assert first is not None and poller.count("master", after=first) == 0
+        assert lb.status(M) == "MAINT"
+    finally:
+        haproxy.stop()
