@@ -24,9 +24,24 @@ CONFIG = {
     # Shared secret of the control protocol (HMAC-SHA256). Create it once with
     # `failover keygen /etc/failover/secret`, copy it to the other host, mode 0600 on both.
     "SECRET_FILE": "/etc/failover/secret",
-    # The SSH user for remote commands on the peer (rcmd). A key is used; RLOGIN_PASS is accepted
-    # but `failover check` warns about it.
+    # The fence chain. When the master does not acknowledge within SHUTDOWN_ACK_TIMEOUT, the slave
+    # tries, in order, each step that is configured here (each gives up after FENCE_TIMEOUT):
+    #   ssh           rcmd runs `failover fence-self` on the master, which stops the service through
+    #                 the master's own agent and verifies it is down (needs RLOGIN_KEY_FILE and the
+    #                 master's host key pinned in RLOGIN_KNOWN_HOSTS; RLOGIN_PASS works but is warned)
+    #   loadbalancer  the master's server goes to maintenance in HAProxy, its sessions are cut
+    #   scripts       FENCE_SCRIPTS (power off, storage fence, ...): exit 0 means fenced
+    # and last, an operator's `failover confirm-fenced`. Nothing else lets the slave start.
     "RLOGIN_USER": "root",
+    "RLOGIN_PORT": 22,
+    "RLOGIN_KEY_FILE": None,  # for example "/etc/failover/id_ed25519"
+    "RLOGIN_KNOWN_HOSTS": None,  # for example "/etc/failover/known_hosts", holding the master's host key
+    # With a load balancer, the slave also puts the master's server in maintenance when it takes
+    # over (so HAProxy cannot send traffic back to a "backup" master by itself) and enables its own.
+    "LOAD_BALANCER": None,  # {"address": "unix:/run/haproxy/admin.sock", "backend": "pop3_pool",
+    #                          "master_server": "cfg1", "slave_server": "cfg2", "timeout": 2}
+    "FENCE_SCRIPTS": [],
+    "FENCE_TIMEOUT": 90,  # must exceed 2 x (SCRIPT_TIMEOUT x len(SHUTDOWN_SCRIPTS) + SERVICE_CHECK_TIMEOUT)
     # Scripts: a list, or the Perl tool's comma-separated string. Each runs in its own process
     # group, is killed after SCRIPT_TIMEOUT, and must be idempotent (an agent killed half-way runs
     # it again). They get FAILOVER_ROLE, FAILOVER_TERM, FAILOVER_EVENT, ... in their environment.
