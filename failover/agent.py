@@ -26,6 +26,7 @@ from failover.machine import (
     Action,
     Alert,
     CheckService,
+    ClockJump,
     Event,
     NodeState,
     Role,
@@ -39,6 +40,7 @@ from failover.machine import (
     initial_state,
     step,
 )
+from failover.probes import tcp_probe
 from failover.scripts import run_scripts
 from failover.state import StateStore, atomic_write, wall_clock
 
@@ -51,6 +53,7 @@ class Agent:
     """Subclasses add input threads and execute their own action types."""
 
     TICK = 1.0  # seconds without an event before a Tick is fed
+    JUMP = 2.0  # a wait that overran its timeout by this much means the process was frozen
     STATUS_EVERY = 1.0  # seconds between status file refreshes when nothing changes
 
     def __init__(self, config: Config, role: Role, name: str, log: logging.Logger) -> None:
@@ -82,6 +85,15 @@ class Agent:
         done.wait(timeout)
         return self.node
 
+    def probe_witness(self) -> bool | None:
+        """Whether the WITNESS accepts a connection (None: no witness configured)."""
+        address = self.config.witness_address()
+        if address is None:
+            return None
+        ok = tcp_probe(*address, self.config.CONTROL_TIMEOUT).ok
+        self.observe(witness_ok=ok)
+        return ok
+
     def observe(self, **values: Any) -> None:
         self.observations.update(values)
 
@@ -105,10 +117,15 @@ class Agent:
     def run(self, stop: threading.Event) -> None:
         self.process(Started(time.monotonic()))
         while not stop.is_set():
+            before = time.monotonic()
             try:
                 event, done = self._events.get(timeout=self.TICK)
             except queue.Empty:
                 event, done = Tick(time.monotonic()), None
+            waited = time.monotonic() - before
+            if waited > self.TICK + self.JUMP:  # the monotonic clock jumped under us: we were frozen
+                self.log.warning("woke up: a wait of %.2f s took %.2f s", self.TICK, waited)
+                self.process(ClockJump(time.monotonic(), waited - self.TICK))
             try:
                 self.process(event)
             finally:

@@ -76,6 +76,8 @@ class Config:
     LOAD_BALANCER: LoadBalancerConfig | None
     FENCE_SCRIPTS: tuple[str, ...]
     FENCE_TIMEOUT: float
+    WITNESS: str | None
+    ISOLATION_TIMEOUT: float
     PROBE_INTERVAL: float
     PROBE_FAILURES: int
     HEARTBEAT_INTERVAL: float
@@ -110,7 +112,14 @@ class Config:
             self.ON_ACK_TIMEOUT,
             self.fence_methods(),
             self.LOAD_BALANCER is not None,
+            self.ISOLATION_TIMEOUT if self.WITNESS else None,
         )
+
+    def witness_address(self) -> tuple[str, int] | None:
+        if not self.WITNESS:
+            return None
+        host, _, port = self.WITNESS.rpartition(":")
+        return host, int(port)
 
     def host_of(self, role: Role) -> str:
         return self.MASTER_HOST if role is Role.MASTER else self.SLAVE_HOST
@@ -250,6 +259,16 @@ def _load_balancer(value: Any) -> LoadBalancerConfig | None:
     return LoadBalancerConfig(address, value["backend"], value["master_server"], value["slave_server"], timeout)
 
 
+def _witness(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _text(value)
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise _Bad(f"expected 'host:port' of something both hosts should reach (the load balancer), got {text!r}")
+    return text
+
+
 def _on_ack_timeout(value: Any) -> OnAckTimeout:
     try:
         return OnAckTimeout(value)
@@ -283,6 +302,8 @@ KEYS: tuple[Key, ...] = (
     Key("LOAD_BALANCER", _load_balancer, None, "HAProxy runtime API, for the fence and the takeover"),
     Key("FENCE_SCRIPTS", _optional_scripts, (), "run on the slave to fence the master; exit 0 = fenced"),
     Key("FENCE_TIMEOUT", _number(0.1, 3600), 90.0, "each step of the fence chain gives up after this"),
+    Key("WITNESS", _witness, None, "host:port both hosts should reach (typically the load balancer)"),
+    Key("ISOLATION_TIMEOUT", _number(0.1, 3600), 30.0, "with a WITNESS: an isolated master stops after this"),
     Key("PROBE_INTERVAL", _number(0.01, 3600), 5.0, "seconds between probes"),
     Key("PROBE_FAILURES", _integer(1, 1000), 3, "consecutive failed probes that start a failover"),
     Key("HEARTBEAT_INTERVAL", _number(0.01, 3600), 2.0, "seconds between the master's heartbeats"),
@@ -454,6 +475,20 @@ def _fence_rule(v: dict[str, Any]) -> tuple[bool, str]:
     return v["FENCE_TIMEOUT"] > 2 * stop, text
 
 
+def _isolation_rule(v: dict[str, Any]) -> tuple[bool, str]:
+    if not v.get("WITNESS"):
+        return True, ""
+    n = len(v["SHUTDOWN_SCRIPTS"])
+    slave = v["PROBE_INTERVAL"] * v["PROBE_FAILURES"] + v["SHUTDOWN_ACK_TIMEOUT"]
+    master = v["ISOLATION_TIMEOUT"] + v["SCRIPT_TIMEOUT"] * n + v["SERVICE_CHECK_TIMEOUT"]
+    text = (
+        f"PROBE_INTERVAL x PROBE_FAILURES + SHUTDOWN_ACK_TIMEOUT = {slave:g} (the slave's earliest takeover "
+        f"without an ACK) > ISOLATION_TIMEOUT + SCRIPT_TIMEOUT x {n} + SERVICE_CHECK_TIMEOUT = {master:g} "
+        "(an isolated master has stopped its service)"
+    )
+    return slave > master, text
+
+
 TIMING_RULES: tuple[TimingRule, ...] = (
     (
         "SHUTDOWN_ACK_TIMEOUT",
@@ -472,6 +507,21 @@ TIMING_RULES: tuple[TimingRule, ...] = (
         ("FENCE_TIMEOUT", "SCRIPT_TIMEOUT", "SERVICE_CHECK_TIMEOUT", "SHUTDOWN_SCRIPTS"),
         _fence_rule,
         "the fence by ssh may wait that long for a hung lhcd, then stop the service itself",
+    ),
+    (
+        "ISOLATION_TIMEOUT",
+        (
+            "WITNESS",
+            "ISOLATION_TIMEOUT",
+            "PROBE_INTERVAL",
+            "PROBE_FAILURES",
+            "SHUTDOWN_ACK_TIMEOUT",
+            "SCRIPT_TIMEOUT",
+            "SERVICE_CHECK_TIMEOUT",
+            "SHUTDOWN_SCRIPTS",
+        ),
+        _isolation_rule,
+        "otherwise an isolated master may still serve when the slave starts",
     ),
     (
         "CONTROL_TIMEOUT",

@@ -22,6 +22,7 @@ from failover.model import (
     Action,
     Alert,
     CheckService,
+    ClockJump,
     Event,
     Fence,
     FenceConfirmed,
@@ -37,6 +38,7 @@ from failover.model import (
     Policy,
     ProbeNow,
     ProbeResult,
+    Reachability,
     Reply,
     Role,
     RunScripts,
@@ -95,6 +97,44 @@ def _master_started_stopping(p: Policy, n: NodeState, e: Event) -> Step:
         RunScripts(ScriptKind.SHUTDOWN),
         scripts_done=False,
     )
+
+
+def _master_started_active(p: Policy, n: NodeState, e: Event) -> Step:
+    return _keep(n, last_contact=e.now)  # isolation is counted from now
+
+
+def _isolated(p: Policy, n: NodeState, e: Event) -> Step | None:
+    """ACTIVE and out of touch with the slave and the witness for ISOLATION_TIMEOUT: self-fence."""
+    if p.isolation_timeout is None or n.last_contact is None or e.now - n.last_contact < p.isolation_timeout:
+        return None
+    reason = (
+        f"isolated: reached neither the slave nor the witness for {e.now - n.last_contact:.1f} s "
+        f"(ISOLATION_TIMEOUT {p.isolation_timeout:g} s): stopping the service, the slave may take over"
+    )
+    return _move(
+        n, e, State.STOPPING, reason, Alert(reason), RunScripts(ScriptKind.SHUTDOWN), scripts_done=False, detail=""
+    )
+
+
+def _master_reachability(p: Policy, n: NodeState, e: Event) -> Step:
+    assert isinstance(e, Reachability)
+    if e.peer or e.witness:
+        return _keep(n, last_contact=e.now)
+    if n.last_contact is None:
+        return _keep(n, last_contact=e.now)
+    return _isolated(p, n, e) or _keep(n)
+
+
+def _master_tick_active(p: Policy, n: NodeState, e: Event) -> Step:
+    return _isolated(p, n, e) or _keep(n)
+
+
+def _master_clock_jump(p: Policy, n: NodeState, e: Event) -> Step:
+    assert isinstance(e, ClockJump)
+    message = (
+        f"woke up after a gap of {e.gap:.1f} s (frozen?): asking the slave for the current term before anything else"
+    )
+    return _keep(n, Alert(message), SendHeartbeat())
 
 
 def _master_health_active(p: Policy, n: NodeState, e: Event) -> Step:
@@ -238,6 +278,15 @@ def _peer(role: Role) -> Role:
 
 
 def _claim_term(p: Policy, n: NodeState, e: Event, why: str) -> Step:
+    if p.isolation_timeout is not None and n.witness_ok is not True:
+        reason = f"{why}; but the witness does not answer either: this slave may be the isolated one, not taking over"
+        if n.state is State.SUSPECT and n.reason == reason:
+            return _keep(n)
+        return _move(n, e, State.SUSPECT, reason, Alert(reason))
+    return _claim(p, n, e, why)
+
+
+def _claim(p: Policy, n: NodeState, e: Event, why: str) -> Step:
     term = n.term + 1
     reason = f"{why}: claiming term {term} and asking the master to shut down"
     return _move(
@@ -464,6 +513,11 @@ def _starting_service_checked(p: Policy, n: NodeState, e: Event) -> Step:
     return _move(n, e, State.FAILED, reason, Alert(reason))
 
 
+def _slave_reachability(p: Policy, n: NodeState, e: Event) -> Step:
+    assert isinstance(e, Reachability)
+    return _keep(n) if e.witness is None else _keep(n, witness_ok=e.witness)
+
+
 def _ignore(p: Policy, n: NodeState, e: Event) -> Step:
     return _keep(n)
 
@@ -521,11 +575,30 @@ _TABLE: dict[tuple[Role, State, type[Event]], Handler] = {
 }
 
 _TABLE.update({(_S, state, LoadBalancerDone): _load_balancer_done for (role, state) in GROUP_WORD if role is _S})
+_TABLE.update({(_S, state, Reachability): _slave_reachability for (role, state) in GROUP_WORD if role is _S})
+_TABLE.update(
+    {
+        (_M, State.ACTIVE, Started): _master_started_active,
+        (_M, State.ACTIVE, Reachability): _master_reachability,
+        (_M, State.ACTIVE, Tick): _master_tick_active,
+        (_M, State.ACTIVE, ClockJump): _master_clock_jump,
+    }
+)
 
 # Every event type each role can receive. The rest raise MachineError.
 EVENTS_OF: dict[Role, frozenset[type[Event]]] = {
     Role.MASTER: frozenset(
-        {Started, Tick, LocalHealth, ShutdownRequested, ScriptsFinished, ServiceChecked, PeerReport}
+        {
+            Started,
+            Tick,
+            LocalHealth,
+            Reachability,
+            ClockJump,
+            ShutdownRequested,
+            ScriptsFinished,
+            ServiceChecked,
+            PeerReport,
+        }
     ),
     Role.SLAVE: frozenset(
         {
@@ -540,6 +613,8 @@ EVENTS_OF: dict[Role, frozenset[type[Event]]] = {
             FenceConfirmed,
             FenceResult,
             LoadBalancerDone,
+            Reachability,
+            ClockJump,
         }
     ),
 }
@@ -568,6 +643,7 @@ __all__ = [
     "Action",
     "Alert",
     "CheckService",
+    "ClockJump",
     "Event",
     "Fence",
     "FenceConfirmed",
@@ -584,6 +660,7 @@ __all__ = [
     "Policy",
     "ProbeNow",
     "ProbeResult",
+    "Reachability",
     "Reply",
     "Role",
     "RunScripts",

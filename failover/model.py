@@ -77,6 +77,7 @@ class Policy:
     on_ack_timeout: OnAckTimeout = OnAckTimeout.FENCE
     fence_methods: tuple[FenceMethod, ...] = ()
     load_balancer: bool = False  # fence the master there on takeover, and enable the slave
+    isolation_timeout: float | None = None  # with a WITNESS: an isolated master stops after this
 
     def __post_init__(self) -> None:
         if self.probe_failures < 1:
@@ -107,6 +108,9 @@ class NodeState:
     detail: str = ""
     # FENCING: the index in Policy.fence_methods of the fence being tried (past the end: none)
     fence_index: int = 0
+    # master: when the slave or the witness last answered (monotonic); slave: the witness answers
+    last_contact: float | None = None
+    witness_ok: bool | None = None
 
     def __post_init__(self) -> None:
         if (self.role, self.state) not in GROUP_WORD:
@@ -240,6 +244,21 @@ class FenceConfirmed(Event):
         _check_term(self.term)
         if not self.method:
             raise ValueError("a fence confirmation must name its method")
+
+
+@dataclass(frozen=True)
+class Reachability(Event):
+    """Whether the peer and the witness answered (None: not asked this time)."""
+
+    peer: bool | None
+    witness: bool | None
+
+
+@dataclass(frozen=True)
+class ClockJump(Event):
+    """The daemon's loop saw `gap` seconds pass in one wait: it was frozen (SIGSTOP, VM pause)."""
+
+    gap: float
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from failover.machine import (
     Event,
     LocalHealth,
     PeerReport,
+    Reachability,
     Reply,
     Role,
     SendHeartbeat,
@@ -107,6 +108,7 @@ class Lhcd(Agent):
                     self.log.warning("heartbeat to the slave failed: %s", e)
                 reachable = False
                 self.observe(last_heartbeat_error=str(e))
+            self.submit(Reachability(time.monotonic(), reachable, self.probe_witness()))
             self._heartbeat_now.wait(self.config.HEARTBEAT_INTERVAL)
 
     def on_local_request(self, req: dict[str, Any]) -> dict[str, Any]:

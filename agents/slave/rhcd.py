@@ -33,6 +33,7 @@ from failover.machine import (
     PeerReport,
     ProbeNow,
     ProbeResult,
+    Reachability,
     Role,
     SendShutdown,
     ShutdownAnswered,
@@ -78,6 +79,9 @@ class Rhcd(Agent):
                 probe_latency=round(outcome.latency, 4),
                 probe_time=wall_clock(),
             )
+            witness = self.probe_witness()
+            if witness is not None:
+                self.submit(Reachability(time.monotonic(), None, witness))
             self.submit(ProbeResult(time.monotonic(), outcome.ok, outcome.detail))
             if self.node.state in (State.ACTIVE, State.FAILED):
                 ok, detail = service.health(c, Role.SLAVE)

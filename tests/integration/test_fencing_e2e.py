@@ -136,3 +136,51 @@ def test_the_ack_path_fences_the_master_at_the_load_balancer_and_enables_the_sla
         assert lb.status(M) == "MAINT"
     finally:
         haproxy.stop()
+
+
+def test_an_isolated_master_stops_its_own_service(make_pair: MakePair) -> None:
+    import socket as sock
+
+    witness = sock.create_server(("127.0.0.1", 0))
+    pair = make_pair(
+        start=False, WITNESS=f"127.0.0.1:{witness.getsockname()[1]}", ISOLATION_TIMEOUT=1.5, SHUTDOWN_ACK_TIMEOUT=6.0
+    )
+    start(pair)
+    pair.stop_agents(S)  # the slave is gone...
+    time.sleep(3.0)
+    assert pair.state(M)["state"] == "ACTIVE"  # ...but the witness answers: the master is not isolated
+    witness.close()  # and now the witness is gone too
+    pair.wait_for(M, "INACTIVE", timeout=30)
+    assert "isolated: reached neither the slave nor the witness" in reasons(pair, M)
+    assert not pair.pop3[M].running()
+
+
+def test_a_frozen_master_is_fenced_at_the_load_balancer_and_stops_when_it_wakes(make_pair: MakePair) -> None:
+    pair = make_pair(start=False, **FENCE)
+    haproxy = with_haproxy(pair)
+    try:
+        start(pair)
+        poller = Poller(pair, through=haproxy.frontend)
+        poller.start()
+        frozen = [pid for pid in (pair.daemon_pid("lhcd"), pair.daemon_pid("socketserver")) if pid]
+        pair.pop3[M].kill(signal.SIGSTOP)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            pair.wait_for(S, "ACTIVE", timeout=60)
+            assert "fenced for term 1 by loadbalancer" in reasons(pair, S)
+            assert haproxy.runtime().status(M) == "MAINT"
+        finally:
+            pair.pop3[M].kill(signal.SIGCONT)
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        pair.wait_for(M, "INACTIVE", timeout=30)  # it wakes up, learns term 1, stops its service
+        time.sleep(1.0)
+        poller.stop()
+        log = Path(pair.dir, "log", "lhcd.log").read_text()
+        assert "woke up" in log and "deposed by term 1" in reasons(pair, M)
+        assert not pair.pop3[M].running()
+        first = poller.first("slave", after=0)
+        assert first is not None and poller.count("master", after=first) == 0
+    finally:
+        haproxy.stop()

@@ -16,6 +16,7 @@ from failover.machine import (
     Action,
     Alert,
     CheckService,
+    ClockJump,
     Event,
     Fence,
     FenceConfirmed,
@@ -31,6 +32,7 @@ from failover.machine import (
     Policy,
     ProbeNow,
     ProbeResult,
+    Reachability,
     Reply,
     Role,
     RunScripts,
@@ -146,6 +148,16 @@ class MasterSlavePair:
 
     def local_health(self, role: Role = Role.MASTER) -> None:
         self.feed(role, LocalHealth(self.now, self.hosts[role].service_running))
+
+    def reachability(self, peer: bool, witness: bool) -> None:
+        """Each host learns whether the other and the witness answered (a partition, or not)."""
+        self.feed(Role.MASTER, Reachability(self.now, peer, witness))
+        self.feed(Role.SLAVE, Reachability(self.now, None, witness))
+
+    def wake_up(self, gap: float) -> None:
+        """The master was frozen for `gap` seconds and runs again."""
+        self.now += gap
+        self.feed(Role.MASTER, ClockJump(self.now, gap))
 
     def send_heartbeat(self) -> None:
         m = self.master.node

@@ -59,6 +59,14 @@ class PairUnderFaults(RuleBasedStateMachine):
     def complete(self, role: Role, ok: bool) -> None:
         self.pair.complete(role, ok)
 
+    @rule(peer=st.booleans(), witness=st.booleans())
+    def reachability(self, peer: bool, witness: bool) -> None:
+        self.pair.reachability(peer, witness)
+
+    @rule(gap=st.floats(min_value=0.0, max_value=30.0))
+    def master_frozen(self, gap: float) -> None:
+        self.pair.wake_up(gap)
+
     @rule()
     def crash_master_service(self) -> None:
         self.pair.crash_service(Role.MASTER)
@@ -88,6 +96,18 @@ class FencedPair(PairUnderFaults):
     )
 
 
+class WitnessedPair(PairUnderFaults):
+    """A witness: isolated masters stop themselves, slaves that lose the witness do not take over."""
+
+    policy = Policy(
+        probe_failures=2,
+        ack_timeout=5.0,
+        isolation_timeout=3.0,
+        fence_methods=(FenceMethod.LOAD_BALANCER,),
+        load_balancer=True,
+    )
+
+
 class TakeoverPair(PairUnderFaults):
     """ON_ACK_TIMEOUT='takeover': startup without an ACK is allowed, everything else still holds."""
 
@@ -101,6 +121,10 @@ TestPairUnderFaults.settings = settings(
 TestFencedPair = FencedPair.TestCase
 TestFencedPair.settings = settings(
     max_examples=300, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestWitnessedPair = WitnessedPair.TestCase
+TestWitnessedPair.settings = settings(
+    max_examples=200, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestTakeoverPair = TakeoverPair.TestCase
 TestTakeoverPair.settings = settings(max_examples=100, stateful_step_count=60, deadline=None)

@@ -299,3 +299,17 @@ def test_fence_settings_are_checked(confdir: Path, change: dict[str, object], ex
     (confdir / "id").write_text("key")
     lines = problems(edit(confdir, **change))
     assert any(line.startswith(f"failover_config.py: {expected}") for line in lines), lines
+
+
+def test_a_witness_needs_timeouts_that_let_the_isolated_master_stop_first(confdir: Path) -> None:
+    (line,) = problems(edit(confdir, WITNESS="10.0.0.9:80", ISOLATION_TIMEOUT=60))
+    assert line.startswith(
+        "failover_config.py: ISOLATION_TIMEOUT: timing rule broken: expected PROBE_INTERVAL x PROBE_FAILURES + "
+        "SHUTDOWN_ACK_TIMEOUT = 75 (the slave's earliest takeover without an ACK) > ISOLATION_TIMEOUT + "
+        "SCRIPT_TIMEOUT x 2 + SERVICE_CHECK_TIMEOUT = 110"
+    )
+    c = load(edit(confdir, WITNESS="10.0.0.9:80", ISOLATION_TIMEOUT=10, SCRIPT_TIMEOUT=10))
+    assert c.policy().isolation_timeout == 10 and c.witness_address() == ("10.0.0.9", 80)
+    assert load(edit(confdir, ISOLATION_TIMEOUT=10)).policy().isolation_timeout is None  # no witness, no effect
+    (line,) = problems(edit(confdir, WITNESS="lb.example.net"))
+    assert "WITNESS: expected 'host:port'" in line

@@ -11,6 +11,7 @@ from failover.machine import (
     GROUP_WORD,
     Alert,
     CheckService,
+    ClockJump,
     Fence,
     FenceConfirmed,
     FenceMethod,
@@ -26,6 +27,7 @@ from failover.machine import (
     Policy,
     ProbeNow,
     ProbeResult,
+    Reachability,
     Reply,
     Role,
     RunScripts,
@@ -569,3 +571,58 @@ def test_takeover_with_a_load_balancer_still_fences_the_master_there() -> None:
     pol = dataclasses.replace(CHAIN, on_ack_timeout=OnAckTimeout.TAKEOVER)
     s = step(pol, failing_over(deadline=20.0), Tick(21))
     assert kinds(s) == [Alert, LbFence, RunScripts]
+
+
+# ---------------------------------------------------------------------------- isolation and waking up (issue 4)
+
+WITNESSED = Policy(probe_failures=3, ack_timeout=10.0, isolation_timeout=5.0)
+
+
+def test_an_isolated_master_stops_its_service_itself() -> None:
+    n = initial_state(M)
+    s0 = step(WITNESSED, n, Started(100))
+    steps = run(
+        s0.state,
+        Reachability(101, peer=False, witness=True),  # the witness still answers: in touch
+        Reachability(104, peer=False, witness=False),
+        Reachability(105.9, peer=False, witness=False),
+        Reachability(106.1, peer=False, witness=False),
+        policy=WITNESSED,
+    )
+    assert [s.state.state for s in steps] == [State.ACTIVE, State.ACTIVE, State.ACTIVE, State.STOPPING]
+    assert kinds(steps[-1]) == [Alert, RunScripts] and "isolated: reached neither" in steps[-1].state.reason
+    down = run(
+        steps[-1].state, ScriptsFinished(107, ScriptKind.SHUTDOWN, True), ServiceChecked(108, False), policy=WITNESSED
+    )[-1]
+    assert down.state.state is State.INACTIVE  # and it stays there: no automatic failback
+
+
+def test_the_isolation_deadline_is_also_checked_on_ticks_and_restarts_reset_it() -> None:
+    s0 = step(WITNESSED, initial_state(M), Started(100)).state
+    assert step(WITNESSED, s0, Tick(104)).state.state is State.ACTIVE
+    assert step(WITNESSED, s0, Tick(105.5)).state.state is State.STOPPING
+    restarted = step(WITNESSED, s0, Started(200)).state
+    assert step(WITNESSED, restarted, Tick(203)).state.state is State.ACTIVE
+
+
+def test_without_a_witness_the_master_never_self_fences() -> None:
+    s0 = step(P, initial_state(M), Started(100)).state
+    assert step(P, s0, Reachability(10_000, peer=False, witness=False)).state.state is State.ACTIVE
+
+
+def test_a_slave_that_cannot_reach_the_witness_does_not_take_over() -> None:
+    n = step(WITNESSED, initial_state(S), Reachability(1, peer=None, witness=False)).state
+    steps = run(n, *(ProbeResult(t, False, "timeout") for t in (2, 3, 4, 5)), policy=WITNESSED)
+    assert all(s.state.state is State.SUSPECT for s in steps)
+    assert "may be the isolated one" in steps[-1].state.reason
+    assert [s.transition is not None for s in steps] == [True, True, True, False]  # no journal flapping
+    back = step(WITNESSED, steps[-1].state, Reachability(6, peer=None, witness=True)).state
+    claim = step(WITNESSED, back, ProbeResult(7, False, "timeout"))
+    assert claim.state.state is State.FAILING_OVER and claim.state.term == 1
+
+
+def test_a_master_that_wakes_up_asks_for_the_term_at_once() -> None:
+    s = step(P, initial_state(M), ClockJump(50, gap=12.0))
+    assert kinds(s) == [Alert, SendHeartbeat] and "gap of 12.0 s" in s.actions[0].message  # type: ignore[attr-defined]
+    deposed = step(P, s.state, PeerReport(51, term=1, state=State.ACTIVE))
+    assert deposed.state.state is State.STOPPING and "deposed by term 1" in deposed.state.reason
