@@ -41,6 +41,12 @@ CONFIG = {
     "LOAD_BALANCER": None,  # {"address": "unix:/run/haproxy/admin.sock", "backend": "pop3_pool",
     #                          "master_server": "cfg1", "slave_server": "cfg2", "timeout": 2}
     "FENCE_SCRIPTS": [],
+    # A witness both hosts should reach (typically the load balancer). A master that reaches neither
+    # the slave nor the witness for ISOLATION_TIMEOUT stops its service itself; a slave that cannot
+    # reach the witness does not take over (it is the isolated one). `failover check` verifies that
+    # the slave's earliest takeover without an ACK comes after the isolated master has stopped.
+    "WITNESS": None,  # for example "lb.example.net:110"
+    "ISOLATION_TIMEOUT": 30,
     "FENCE_TIMEOUT": 90,  # must exceed 2 x (SCRIPT_TIMEOUT x len(SHUTDOWN_SCRIPTS) + SERVICE_CHECK_TIMEOUT)
     # Scripts: a list, or the Perl tool's comma-separated string. Each runs in its own process
     # group, is killed after SCRIPT_TIMEOUT, and must be idempotent (an agent killed half-way runs
