@@ -123,6 +123,12 @@ class Agent:
             except queue.Empty:
                 event, done = Tick(time.monotonic()), None
             waited = time.monotonic() - before
+            if stop.is_set():
+                # Told to stop while waiting: decide nothing more. The input threads have already
+                # stopped, so what they no longer report (contact, health) must not look like news.
+                if done is not None:
+                    done.set()
+                break
             if waited > self.TICK + self.JUMP:  # the monotonic clock jumped under us: we were frozen
                 self.log.warning("woke up: a wait of %.2f s took %.2f s", self.TICK, waited)
                 self.process(ClockJump(time.monotonic(), waited - self.TICK))

@@ -23,14 +23,22 @@ SERVER_NAMES = {Role.MASTER: "master", Role.SLAVE: "slave"}
 
 class HAProxyInstance:
     def __init__(
-        self, directory: str, frontend: tuple[str, int], servers: dict[Role, tuple[str, int]], admin: str | None = None
+        self,
+        directory: str,
+        frontend: tuple[str, int],
+        servers: dict[Role, tuple[str, int]],
+        admin_tcp: str | None = None,
     ) -> None:
-        """`admin` is the runtime API address (`unix:PATH` or `host:port`); default a socket in `directory`."""
+        """The runtime API listens on `directory`/admin.sock (for whoever shares this file system)
+        and, with `admin_tcp` ("host:port"), over TCP as well (for agents on other hosts)."""
         self.dir, self.frontend, self.servers = directory, frontend, servers
-        self.admin = admin or f"unix:{directory}/admin.sock"
+        self.admin = f"unix:{directory}/admin.sock"
+        self.admin_tcp = admin_tcp
         self.proc: subprocess.Popen[bytes] | None = None
         os.makedirs(directory, exist_ok=True)
-        bind = self.admin[5:] + " mode 600" if self.admin.startswith("unix:") else f"ipv4@{self.admin}"
+        bind = f"{directory}/admin.sock mode 600 level admin"
+        if admin_tcp:
+            bind += f"\n    stats socket ipv4@{admin_tcp} level admin"
         lines = "\n".join(
             f"    server {SERVER_NAMES[role]} {host}:{port} check" + (" backup" if role is Role.SLAVE else "")
             for role, (host, port) in servers.items()
@@ -38,7 +46,7 @@ class HAProxyInstance:
         Path(directory, "haproxy.cfg").write_text(f"""\
 global
     log stdout format raw local0 info
-    stats socket {bind} level admin
+    stats socket {bind}
 defaults
     mode tcp
     log global

@@ -1,6 +1,6 @@
 """POP3 services on this machine for the demo, the benchmark and the tests.
 
-`Pop3Instance` prepares a directory for one POP3 server on 127.0.0.1:port and starts or kills
+`Pop3Instance` prepares a directory for one POP3 server on address:port and starts or kills
 it: a real Dovecot (the recipe of shared/components.md, as root or not) when it is installed,
 otherwise the small built-in responder of `failover.pop3d`. Each instance has its own
 directory, pid file and greeting, so two of them (a master and a slave) can run side by side.
@@ -52,8 +52,10 @@ def make_world_readable_dir(prefix: str) -> str:
 class Pop3Instance:
     """One POP3 server: `kind` is 'dovecot' or 'builtin'."""
 
-    def __init__(self, directory: str, port: int, name: str, kind: str | None = None) -> None:
-        self.dir, self.port, self.name = directory, port, name
+    def __init__(
+        self, directory: str, port: int, name: str, kind: str | None = None, address: str = "127.0.0.1"
+    ) -> None:
+        self.dir, self.port, self.name, self.address = directory, port, name, address
         self.kind = kind or ("dovecot" if dovecot_available() else "builtin")
         self.greeting = f"POP3 {name} ready."
         os.makedirs(directory, exist_ok=True)
@@ -91,7 +93,7 @@ class Pop3Instance:
         Path(d, "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{mail_uid}:{mail_gid}::{d}/mail/{USER}::\n")
         Path(d, "dovecot.conf").write_text(f"""\
 protocols = pop3
-listen = 127.0.0.1
+listen = {self.address}
 base_dir = {d}/run
 state_dir = {d}/state
 instance_name = failover-{self.name}-{self.port}
@@ -116,7 +118,7 @@ userdb {{
 }}
 service pop3-login {{
 {chroot}  inet_listener pop3 {{
-    address = 127.0.0.1
+    address = {self.address}
     port = {self.port}
   }}
   inet_listener pop3s {{
@@ -133,7 +135,7 @@ service anvil {{
         if self.kind == "dovecot":
             return f"{SCRIPTS_DIR}/dovecot-start.sh {shlex.quote(self.dir + '/dovecot.conf')}"
         return (
-            f"{shlex.quote(sys.executable)} -m failover.pop3d start --port {self.port} "
+            f"{shlex.quote(sys.executable)} -m failover.pop3d start --address {self.address} --port {self.port} "
             f"--pidfile {shlex.quote(self.pidfile)} --greeting {shlex.quote(self.greeting)}"
         )
 
@@ -144,16 +146,20 @@ service anvil {{
 
     # ------------------------------------------------------------------ control from Python
 
-    def start(self, timeout: float = 10.0) -> None:
-        result = run_script(self.start_command(), timeout, cwd=self.dir, env={"PYTHONPATH": str(SCRIPTS_DIR.parent)})
+    def start(self, timeout: float = 10.0, prefix: str = "", wait: bool = True) -> None:
+        """Start it (`prefix`, for example `ip netns exec NS`, runs it on another host) and, with
+        `wait`, until a POP3 login works (checked from this process's own network)."""
+        command = f"{prefix} {self.start_command()}".strip()
+        result = run_script(command, timeout, cwd=self.dir, env={"PYTHONPATH": str(SCRIPTS_DIR.parent)})
         if not result.ok:
             raise RuntimeError(f"{self.name}: start failed: {result.summary()} {result.output} {self.log_tail()}")
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if pop3_probe("127.0.0.1", self.port, 1.0, USER, PASSWORD).ok:
+            if pop3_probe(self.address, self.port, 1.0, USER, PASSWORD).ok:
                 return
             time.sleep(0.01)
         raise RuntimeError(f"{self.name}: no POP3 login on port {self.port} after {timeout:g} s: {self.log_tail()}")

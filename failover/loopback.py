@@ -52,13 +52,21 @@ class LoopbackPair:
         base_dir: str | None = None,
         profile: str = "fast",
         pop3_kind: str | None = None,
+        addresses: dict[Role, str] | None = None,
+        prefixes: dict[Role, list[str]] | None = None,
         **overrides: Any,
     ) -> None:
+        """`addresses`: each host's address (default both 127.0.0.1); `prefixes`: the command that
+        runs a command on that host (for example `ip netns exec NS`; default none: this machine)."""
         self.dir = base_dir or make_world_readable_dir("failover-pair-")
         os.makedirs(self.dir, mode=0o755, exist_ok=True)
+        self.addresses = addresses or {Role.MASTER: "127.0.0.1", Role.SLAVE: "127.0.0.1"}
+        self.prefixes = prefixes or {Role.MASTER: [], Role.SLAVE: []}
         self.pop3 = {
-            Role.MASTER: Pop3Instance(os.path.join(self.dir, "master-pop3"), free_port(), "master", pop3_kind),
-            Role.SLAVE: Pop3Instance(os.path.join(self.dir, "slave-pop3"), free_port(), "slave", pop3_kind),
+            role: Pop3Instance(
+                os.path.join(self.dir, f"{role.value}-pop3"), free_port(), role.value, pop3_kind, self.addresses[role]
+            )
+            for role in Role
         }
         self.monitor_ports = {Role.MASTER: free_port(), Role.SLAVE: free_port()}
         self.config_path = os.path.join(self.dir, "failover_config.py")
@@ -95,12 +103,13 @@ esac
         self.settings.update(overrides)
         values: dict[str, Any] = {
             "VERSION": "loopback pair",
-            "MASTER_HOST": "127.0.0.1",
-            "SLAVE_HOST": "127.0.0.1",
+            "MASTER_HOST": self.addresses[Role.MASTER],
+            "SLAVE_HOST": self.addresses[Role.SLAVE],
             "MONITOR_PORT": self.monitor_ports[Role.MASTER],
             "MONITOR_PORT_SLAVE": self.monitor_ports[Role.SLAVE],
-            "REMOTE_POP3_HOST": "127.0.0.1",
+            "REMOTE_POP3_HOST": self.addresses[Role.MASTER],
             "REMOTE_POP3_PORT": self.pop3[Role.MASTER].port,
+            "SLAVE_POP3_HOST": self.addresses[Role.SLAVE],
             "SLAVE_POP3_PORT": self.pop3[Role.SLAVE].port,
             "POP3_PROBE_USER": USER,
             "POP3_PROBE_PASS": PASSWORD,
@@ -120,7 +129,15 @@ esac
     # ------------------------------------------------------------------ the CLI, as an operator runs it
 
     def failover(self, *args: str, role: Role | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "failover.cli", "--config", self.config_path]
+        """Run the `failover` command as an operator would, on `role`'s host."""
+        command = [
+            *self.prefixes[role or Role.MASTER],
+            sys.executable,
+            "-m",
+            "failover.cli",
+            "--config",
+            self.config_path,
+        ]
         if role is not None:
             command += ["--role", role.value]
         return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=self.dir)
@@ -209,7 +226,7 @@ class Poller(threading.Thread):
         """`through`: one address to poll (a load balancer's frontend) instead of master, then slave."""
         super().__init__(daemon=True, name="poller")
         self.pair, self.interval, self.timeout = pair, interval, timeout
-        self.targets = [through] if through else [("127.0.0.1", pair.pop3[role].port) for role in Role]
+        self.targets = [through] if through else [(pair.addresses[role], pair.pop3[role].port) for role in Role]
         self.answers: list[Answer] = []
         self._stop_event = threading.Event()
 

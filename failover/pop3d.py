@@ -64,9 +64,9 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
-def serve(port: int, greeting: str, pidfile: str) -> None:
+def serve(address: str, port: int, greeting: str, pidfile: str) -> None:
     _Handler.greeting = greeting
-    with _Server(("127.0.0.1", port), _Handler) as server:
+    with _Server((address, port), _Handler) as server:
         tmp = f"{pidfile}.tmp"
         with open(tmp, "w") as f:
             f.write(f"{os.getpid()}\n")
@@ -74,7 +74,7 @@ def serve(port: int, greeting: str, pidfile: str) -> None:
         server.serve_forever()
 
 
-def start(port: int, greeting: str, pidfile: str) -> int:
+def start(address: str, port: int, greeting: str, pidfile: str) -> int:
     if process_alive(pidfile)[0]:
         print(f"already running ({pidfile})")
         return 1
@@ -84,13 +84,13 @@ def start(port: int, greeting: str, pidfile: str) -> int:
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         try:
-            serve(port, greeting, pidfile)
+            serve(address, port, greeting, pidfile)
         finally:
             os._exit(0)
     end = time.monotonic() + 5
     while time.monotonic() < end:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((address, port), timeout=0.5):
                 print(f"builtin pop3d started on port {port}")
                 return 0
         except OSError:
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m failover.pop3d", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start")
+    p_start.add_argument("--address", default="127.0.0.1")
     p_start.add_argument("--port", type=int, required=True)
     p_start.add_argument("--pidfile", required=True)
     p_start.add_argument("--greeting", default="POP3 ready.")
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p_stop.add_argument("--pidfile", required=True)
     args = parser.parse_args(argv)
     if args.command == "start":
-        return start(args.port, args.greeting, args.pidfile)
+        return start(args.address, args.port, args.greeting, args.pidfile)
     return stop(args.pidfile)
 
 

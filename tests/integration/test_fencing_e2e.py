@@ -184,3 +184,25 @@ def test_a_frozen_master_is_fenced_at_the_load_balancer_and_stops_when_it_wakes(
         assert first is not None and poller.count("master", after=first) == 0
     finally:
         haproxy.stop()
+
+
+def test_stopping_the_masters_agents_never_stops_its_service(make_pair: MakePair) -> None:
+    """Regression: lhcd's heartbeat thread stops first on SIGTERM; the loop must not then take the
+    missing contact for isolation and stop the service while the agents shut down."""
+    import socket as sock
+
+    witness = sock.create_server(("127.0.0.1", 0))
+    pair = make_pair(
+        start=False, WITNESS=f"127.0.0.1:{witness.getsockname()[1]}", ISOLATION_TIMEOUT=0.5, SHUTDOWN_ACK_TIMEOUT=6.0
+    )
+    try:
+        start(pair)
+        for _ in range(3):
+            pair.stop_agents(M)
+            time.sleep(0.3)
+            pair.start_agents(M)
+            time.sleep(0.5)
+        assert pair.state(M)["state"] == "ACTIVE" and pair.pop3[M].running()
+        assert "isolated" not in reasons(pair, M)
+    finally:
+        witness.close()
