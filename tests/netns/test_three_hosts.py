@@ -83,8 +83,7 @@ class Cluster:
         return outcome.ok and "POP3 slave" in outcome.detail
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
+def build_cluster(timings: dict[str, Any]) -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.fail("the multi-host tests create network namespaces: run them as root")
     net = ThreeHosts()
@@ -97,10 +96,11 @@ def cluster() -> Iterator[Cluster]:
         sshd = SshdInstance(os.path.join(base, "sshd"), address=ADDRESS["master"], port=2222)
         pair = LoopbackPair(
             base_dir=os.path.join(base, "pair"),
+            profile="default",
             pop3_kind=POP3_KIND,
             addresses={M: ADDRESS["master"], S: ADDRESS["slave"]},
             prefixes={M: net.exec("master"), S: net.exec("slave")},
-            **TIMINGS,
+            **timings,
             WITNESS=f"{FRONTEND[0]}:{FRONTEND[1]}",
             LOAD_BALANCER={
                 "address": ADMIN,
@@ -138,6 +138,18 @@ def cluster() -> Iterator[Cluster]:
             sshd.stop()
         net.destroy()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """Fast timings, so that each fault is over in seconds."""
+    yield from build_cluster(TIMINGS)
+
+
+@pytest.fixture
+def default_cluster() -> Iterator[Cluster]:
+    """The shipped default timings (with a witness, the load balancer and ssh)."""
+    yield from build_cluster({})
 
 
 def _observations(pair: LoopbackPair) -> dict[str, Any]:
@@ -302,3 +314,34 @@ def test_no_fence_possible_the_slave_waits_for_the_operator(cluster: Cluster) ->
     cluster.pair.wait_for(S, "ACTIVE", timeout=30)
     time.sleep(1.0)
     assert_one_server(cluster, poller, injected)
+
+
+@pytest.mark.parametrize(("loss", "delay"), [(0.2, 0.0), (0.0, 0.2)], ids=["20%-loss", "200ms-delay"])
+def test_a_healthy_master_on_a_bad_link_is_never_failed_over(
+    default_cluster: Cluster, loss: float, delay: float
+) -> None:
+    """The master's links to the slave and to the client lose 20 % of their frames (or hold each
+    for 200 ms) for 30 s: with the default settings nothing moves."""
+    from tests.netns.relay import LossyLink
+
+    links = [
+        LossyLink(default_cluster.net, "master", other, loss, delay, max_duration=120, seed=n)
+        for n, other in enumerate(("slave", "client"))
+    ]
+    for link in links:
+        link.start()
+    try:
+        time.sleep(30)
+        for link in links:
+            link.loss, link.delay = 0.0, 0.0
+        time.sleep(3)
+    finally:
+        for link in links:
+            link.stop()
+    pair = default_cluster.pair
+    assert pair.state(S)["state"] in ("STANDBY", "SUSPECT") and pair.state(S)["term"] == 0, pair.journal(S)
+    assert pair.state(M)["state"] == "ACTIVE" and pair.state(M)["term"] == 0, pair.journal(M)
+    assert not any(e["to"] in ("FAILING_OVER", "STOPPING") for e in pair.journal(S) + pair.journal(M))
+    assert pair.pop3[M].running() and not pair.pop3[S].running()
+    if loss:
+        assert all(link.dropped > 0 for link in links)  # the loss really happened
