@@ -41,10 +41,12 @@ class Rcmd:
     known_hosts: str
     key_file: str | None = None
     password: str | None = None
+    connect_timeout: float = 10.0  # connecting and authenticating; an unreachable peer fails this fast
 
     def run(self, command: str, timeout: float) -> RemoteResult:
         start = time.monotonic()
         end = start + timeout
+        connect = min(timeout, self.connect_timeout)
         client = paramiko.SSHClient()
         try:
             client.load_host_keys(self.known_hosts)
@@ -57,9 +59,9 @@ class Rcmd:
                 password=self.password,
                 look_for_keys=False,
                 allow_agent=False,
-                timeout=timeout,
-                banner_timeout=timeout,
-                auth_timeout=timeout,
+                timeout=connect,
+                banner_timeout=connect,
+                auth_timeout=connect,
             )
             channel = client.get_transport().open_session(timeout=max(0.1, end - time.monotonic()))  # type: ignore[union-attr]
             channel.settimeout(0.2)
@@ -101,6 +103,7 @@ def from_config(config: Config, host: str) -> Rcmd:
         config.RLOGIN_KNOWN_HOSTS,
         config.RLOGIN_KEY_FILE,
         config.RLOGIN_PASS,
+        connect_timeout=config.CONTROL_TIMEOUT * 2,
     )
 
 

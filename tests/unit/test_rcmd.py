@@ -73,3 +73,13 @@ def test_nobody_listening_is_an_error_quickly(sshd: SshdInstance) -> None:
     sshd.stop()
     with pytest.raises(RcmdError, match=r"Unable to connect|Connection refused|Errno 111"):
         rcmd(sshd).run("true", timeout=5)
+
+
+def test_a_frozen_peer_fails_within_the_connect_timeout_not_the_commands(sshd: SshdInstance) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never says SSH-2.0
+        start = time.monotonic()
+        with pytest.raises(RcmdError):
+            rcmd(sshd, port=silent.getsockname()[1], connect_timeout=0.5).run("true", timeout=60)
+        assert time.monotonic() - start < 5
