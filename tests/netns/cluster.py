@@ -8,6 +8,7 @@ so the slave's load-balancer fence crosses the network), and the witness is HAPr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -157,3 +158,6 @@ def wait_until(check: Any, what: str, timeout: float = 30) -> None:
             pass
         time.sleep(0.05)
     raise TimeoutError(what)
+
+
+running_cluster = contextlib.contextmanager(build_cluster)  # `with running_cluster(timings) as cluster:`
