@@ -39,10 +39,9 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def settings_of(profile: str) -> dict[str, Any]:
-    defaults = {
-        k.name: k.default for k in KEYS if isinstance(k.default, int | float) and not isinstance(k.default, bool)
-    }
-    return {**defaults, **PROFILES[profile]}
+    """The timing settings a profile runs with: the shipped defaults, then the profile's own."""
+    timing = [k for k in KEYS if "TIMEOUT" in k.name or "INTERVAL" in k.name or k.name == "PROBE_FAILURES"]
+    return {**{k.name: k.default for k in timing}, **PROFILES[profile]}
 
 
 def wait_settled(pair: LoopbackPair, timeout: float = 30) -> None:
