@@ -8,13 +8,13 @@ failover.loadbalancer drives. Ready means the frontend listens and the primary's
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from failover.loadbalancer import HAProxyRuntime
 from failover.machine import Role
+from failover.scripts import stop_group
 
 HAPROXY = "/usr/sbin/haproxy"
 BACKEND = "pop3_pool"
@@ -87,10 +87,5 @@ backend {BACKEND}
         raise RuntimeError(f"haproxy not ready after {timeout:g} s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_group(self.proc, grace=5.0)

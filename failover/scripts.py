@@ -56,8 +56,12 @@ class ScriptsResult:
         return "; ".join(r.summary() for r in self.results) or "no scripts"
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
+def stop_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
+    """SIGTERM to the process group led by `proc`, then SIGKILL after `grace` seconds; also
+    SIGKILL whatever of the group outlives its leader."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -90,7 +94,7 @@ def run_script(command: str, timeout: float, cwd: str, env: Mapping[str, str] | 
             returncode: int | None = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             timed_out, returncode = True, None
-            _kill_group(proc)
+            stop_group(proc)
         duration = time.monotonic() - start
         size = out.seek(0, os.SEEK_END)
         out.seek(max(0, size - OUTPUT_TAIL))

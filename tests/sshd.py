@@ -7,11 +7,12 @@ authentication only, StrictModes off for temporary directories.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from failover.scripts import stop_group
 
 SSHD = "/usr/sbin/sshd"
 
@@ -81,10 +82,5 @@ LogLevel VERBOSE
         raise RuntimeError("sshd not ready")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_group(self.proc, grace=5.0)
