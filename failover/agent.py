@@ -18,31 +18,52 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from failover import service
+from failover import fencing, service
 from failover.channel import LocalServer
 from failover.config import Config
 from failover.daemon import socket_path
+from failover.loadbalancer import LoadBalancerError
 from failover.machine import (
     Action,
     Alert,
+    Answer,
     CheckService,
     ClockJump,
     Event,
+    HoldRequested,
+    LbEnable,
+    LbFence,
+    LoadBalancerDone,
     NodeState,
+    Notify,
+    OperatorRequest,
+    ReleaseRequested,
     Role,
     RunScripts,
     ScriptKind,
     ScriptsFinished,
     ServiceChecked,
     Started,
+    State,
+    SwitchbackStart,
+    SwitchbackStop,
+    SwitchoverRequested,
     Tick,
     Transition,
     initial_state,
     step,
 )
 from failover.probes import tcp_probe
-from failover.scripts import run_scripts
+from failover.scripts import ScriptsResult, run_scripts
 from failover.state import StateStore, atomic_write, wall_clock
+
+OPERATOR_EVENTS: dict[str, type[OperatorRequest]] = {
+    "hold": HoldRequested,
+    "release": ReleaseRequested,
+    "switchover": SwitchoverRequested,
+    "switchback-stop": SwitchbackStop,
+    "switchback-start": SwitchbackStart,
+}
 
 
 def status_path(config: Config, name: str) -> str:
@@ -61,7 +82,10 @@ class Agent:
         self.policy = config.policy()
         self.secret = config.read_secret()  # read once: both hosts change it together, then restart
         self.store = StateStore(config.STATE_DIR, role, config.host_of(role))
-        self._events: queue.Queue[tuple[Event, threading.Event | None]] = queue.Queue()
+        self._events: queue.Queue[tuple[Event, threading.Event | None, list[Answer] | None]] = queue.Queue()
+        self._answers: list[Answer] | None = None  # where Answer actions go while an operator's event runs
+        self._notices: queue.Queue[tuple[Transition, NodeState]] = queue.Queue()
+        self.last_transition: Transition | None = None
         self.observations: dict[str, Any] = {}  # what the input threads saw last, for status
         self._status_written = 0.0
         loaded = self.store.load()
@@ -75,15 +99,50 @@ class Agent:
 
     # ------------------------------------------------------------------ inputs
 
-    def submit(self, event: Event, done: threading.Event | None = None) -> None:
-        """Queue an event (any thread). `done` is set once it has been processed."""
-        self._events.put((event, done))
+    def submit(self, event: Event, done: threading.Event | None = None, answers: list[Answer] | None = None) -> None:
+        """Queue an event (any thread). `done` is set once it has been processed; the machine's
+        Answer actions for it are appended to `answers`."""
+        self._events.put((event, done, answers))
 
     def submit_and_wait(self, event: Event, timeout: float) -> NodeState:
         done = threading.Event()
         self.submit(event, done)
         done.wait(timeout)
         return self.node
+
+    def operator_request(self, req: dict[str, Any]) -> dict[str, Any]:
+        """An operator's command (forwarded by the control server): the machine decides, the
+        answer says what it did or why it refused."""
+        kind = OPERATOR_EVENTS.get(str(req.get("action")))
+        if kind is None:
+            return {"ok": False, "message": f"unknown operator action {str(req.get('action'))[:40]!r}"}
+        texts = {name: str(req.get(name) or "")[:1000] for name in ("by", "reason", "since")}
+        try:
+            if kind is SwitchbackStart:
+                event: Event = SwitchbackStart(
+                    time.monotonic(),
+                    **texts,
+                    peer_term=int(req.get("peer_term", 0)),
+                    peer_state=State(req.get("peer_state", "MAINTENANCE")),
+                    peer_service_down=bool(req.get("peer_service_down")),
+                )
+            else:
+                event = kind(time.monotonic(), **texts)
+        except (TypeError, ValueError) as e:
+            return {"ok": False, "message": f"bad request: {e}"}
+        self.log.warning("operator %s: %s by %s (%s)", self.name, req.get("action"), texts["by"], texts["reason"])
+        done, answers = threading.Event(), list[Answer]()
+        self.submit(event, done, answers)
+        if not done.wait(self.config.SHUTDOWN_ACK_TIMEOUT):
+            return {"ok": False, "message": f"{self.name} is busy: the request was queued but not decided yet"}
+        answer = answers[0] if answers else Answer(False, "no answer from the state machine")
+        return {
+            "ok": answer.ok,
+            "message": answer.message,
+            "state": self.node.state.value,
+            "term": self.node.term,
+            "reason": self.node.reason,
+        }
 
     def probe_witness(self) -> bool | None:
         """Whether the WITNESS accepts a connection (None: no witness configured)."""
@@ -103,7 +162,7 @@ class Agent:
         """Listen on the local socket, start the input threads, run the loop until `stop`."""
         local = LocalServer(socket_path(self.config, self.name), self.on_local_request)
         local.start()
-        for target in inputs:
+        for target in [*inputs, self.run_notices]:
             threading.Thread(target=target, args=(stop,), name=target.__name__, daemon=True).start()
         try:
             self.run(stop)
@@ -112,6 +171,8 @@ class Agent:
 
     def on_local_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """A request from this host's control server or CLI (subclasses serve theirs)."""
+        if request.get("type") == "OPERATOR":
+            return self.operator_request(request)
         return {"error": f"{self.name} does not serve {str(request.get('type'))[:40]!r}"}
 
     def run(self, stop: threading.Event) -> None:
@@ -119,9 +180,9 @@ class Agent:
         while not stop.is_set():
             before = time.monotonic()
             try:
-                event, done = self._events.get(timeout=self.TICK)
+                event, done, answers = self._events.get(timeout=self.TICK)
             except queue.Empty:
-                event, done = Tick(time.monotonic()), None
+                event, done, answers = Tick(time.monotonic()), None, None
             waited = time.monotonic() - before
             if stop.is_set():
                 # Told to stop while waiting: decide nothing more. The input threads have already
@@ -132,9 +193,11 @@ class Agent:
             if waited > self.TICK + self.JUMP:  # the monotonic clock jumped under us: we were frozen
                 self.log.warning("woke up: a wait of %.2f s took %.2f s", self.TICK, waited)
                 self.process(ClockJump(time.monotonic(), waited - self.TICK))
+            self._answers = answers
             try:
                 self.process(event)
             finally:
+                self._answers = None
                 if done is not None:
                     done.set()
             self.publish()
@@ -149,6 +212,7 @@ class Agent:
                 t = result.transition
                 term = f"term {t.from_term}->{t.term}" if t.term != t.from_term else f"term {t.term}"
                 self.log.info("%s -> %s (%s): %s", t.from_state, t.to_state, term, t.reason)
+                self.last_transition = t
             self.node = result.state
             if result.transition is not None:
                 self.publish(force=True)
@@ -168,30 +232,92 @@ class Agent:
             self.log.error("ALERT: %s", action.message)
             self.observe(last_alert=action.message, last_alert_time=wall_clock())
             return None
+        if isinstance(action, Answer):
+            self.log.info("answer to the operator: %s: %s", "done" if action.ok else "REFUSED", action.message)
+            if self._answers is not None:
+                self._answers.append(action)
+            return None
+        if isinstance(action, Notify):
+            self._notices.put((action.transition, self.node))
+            return None
+        if isinstance(action, LbFence | LbEnable):
+            return self.load_balancer(action)
         raise NotImplementedError(f"{self.name} cannot execute {action!r}")
 
-    def script_env(self, kind: str) -> dict[str, str]:
+    def load_balancer(self, action: LbFence | LbEnable) -> Event:
+        what = f"{'fence' if isinstance(action, LbFence) else 'enable'} the {action.role}'s server"
+        lb = fencing.load_balancer(self.config)
+        try:
+            if lb is None:
+                raise LoadBalancerError("no LOAD_BALANCER configured")
+            detail = lb.fence(action.role) if isinstance(action, LbFence) else lb.enable(action.role)
+        except LoadBalancerError as e:
+            self.log.error("load balancer: %s failed: %s", what, e)
+            return LoadBalancerDone(time.monotonic(), what, False, str(e))
+        self.log.info("load balancer: %s", detail)
+        return LoadBalancerDone(time.monotonic(), what, True, detail)
+
+    def script_env(
+        self, kind: str, transition: Transition | None = None, node: NodeState | None = None
+    ) -> dict[str, str]:
+        """What every script learns of the event: FAILOVER_EVENT, _FROM_STATE, _TO_STATE, _TERM,
+        _REASON, _ROLE, _PEER (and _HOST, _STATE, _TRIGGER)."""
         peer = Role.SLAVE if self.role is Role.MASTER else Role.MASTER
+        node = node or self.node
+        t = transition or self.last_transition
         return {
             "FAILOVER_EVENT": kind,
             "FAILOVER_ROLE": self.role.value,
             "FAILOVER_HOST": self.config.host_of(self.role),
             "FAILOVER_PEER": self.config.host_of(peer),
-            "FAILOVER_TERM": str(self.node.term),
-            "FAILOVER_STATE": self.node.state.value,
-            "FAILOVER_REASON": self.node.reason,
+            "FAILOVER_TERM": str(node.term),
+            "FAILOVER_STATE": node.state.value,
+            "FAILOVER_FROM_STATE": (t.from_state if t else node.state).value,
+            "FAILOVER_TO_STATE": (t.to_state if t else node.state).value,
+            "FAILOVER_REASON": t.reason if t else node.reason,
+            "FAILOVER_TRIGGER": node.trigger.value if node.trigger else "",
         }
 
+    def commands_for(self, kind: ScriptKind) -> tuple[str, ...]:
+        c = self.config
+        return {
+            ScriptKind.STARTUP: c.STARTUP_SCRIPTS,
+            ScriptKind.SHUTDOWN: c.SHUTDOWN_SCRIPTS,
+            ScriptKind.RESTART: c.RESTART_SCRIPTS,
+            ScriptKind.BEFORE_FAILOVER: c.trigger_scripts(self.node.trigger) + c.BEFORE_FAILOVER_SCRIPTS,
+            ScriptKind.AFTER_FAILOVER: c.AFTER_FAILOVER_SCRIPTS,
+            ScriptKind.SYNC_FAILURE: c.SYNC_FAILURE_SCRIPTS,
+        }[kind]
+
     def run_scripts(self, kind: ScriptKind) -> Event:
-        commands = self.config.STARTUP_SCRIPTS if kind is ScriptKind.STARTUP else self.config.SHUTDOWN_SCRIPTS
-        self.log.info("running %s scripts: %s", kind, "; ".join(commands))
+        commands = self.commands_for(kind)
+        if commands:
+            self.log.info("running %s scripts: %s", kind, "; ".join(commands))
         result = run_scripts(commands, self.config.SCRIPT_TIMEOUT, self.config.base_dir, self.script_env(kind.value))
+        self.report_scripts(kind.value, result)
+        return ScriptsFinished(time.monotonic(), kind, result.ok, result.summary())
+
+    def report_scripts(self, kind: str, result: ScriptsResult) -> None:
+        """Log every script's result and journal them together."""
         for r in result.results:
             level = logging.INFO if r.ok else logging.ERROR
             self.log.log(level, "%s script %s", kind, r.summary())
             if not r.ok and r.output.strip():
                 self.log.log(level, "%s script output:\n%s", kind, r.output.rstrip()[-2000:])
-        return ScriptsFinished(time.monotonic(), kind, result.ok, result.summary())
+        if result.results:
+            self.store.note(self.node, f"scripts:{kind}", f"{'ok' if result.ok else 'FAILED'}: {result.summary()}")
+
+    def run_notices(self, stop: threading.Event) -> None:
+        """NOTIFY_SCRIPTS for each transition, in order, off the decision loop (a slow
+        notification never delays a failover)."""
+        while not stop.is_set():
+            try:
+                transition, node = self._notices.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            env = self.script_env(transition.event, transition, node)
+            result = run_scripts(self.config.NOTIFY_SCRIPTS, self.config.SCRIPT_TIMEOUT, self.config.base_dir, env)
+            self.report_scripts("notify", result)
 
     def check_service(self, expect_up: bool) -> Event:
         met, detail = service.wait_for(self.config, self.role, expect_up, self.config.SERVICE_CHECK_TIMEOUT)

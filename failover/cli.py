@@ -111,10 +111,12 @@ def check(ctx: Context, path: str | None) -> None:
             raise BadConfig("\n".join(e.lines())) from None
         role_text = "both roles are on this machine (give --role to start, status works as is)"
     c = config
+    triggers = ", ".join(sorted(t.value for t in c.triggers()))
+    mode = f"automatic failover on: {triggers}" if triggers else "MANUAL MODE (no trigger enabled)"
     click.echo(
-        f"{c.source}: OK: {role_text}; master {c.MASTER_HOST}, slave {c.SLAVE_HOST}; failover after "
-        f"{c.PROBE_FAILURES} failed probes every {c.PROBE_INTERVAL:g} s (timeout {c.REMOTE_POP3_TIMEOUT:g} s) "
-        f"or on the master's word; ON_ACK_TIMEOUT {c.ON_ACK_TIMEOUT.value}"
+        f"{c.source}: OK: {role_text}; master {c.MASTER_HOST}, slave {c.SLAVE_HOST}; {mode}; probes every "
+        f"{c.PROBE_INTERVAL:g} s (timeout {c.REMOTE_POP3_TIMEOUT:g} s, {c.PROBE_FAILURES} in a row = down); "
+        f"{c.RESTART_LIMIT} local restarts per {c.RESTART_WINDOW:g} s; ON_ACK_TIMEOUT {c.ON_ACK_TIMEOUT.value}"
     )
 
 
@@ -356,6 +358,9 @@ def demo(profile: str, builtin: bool, keep: bool) -> None:
 
     sys.exit(run_demo(profile, "builtin" if builtin else None, keep))
 
+
+# The operator's controls live in their own module; importing it registers its commands.
+from failover import operations  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from failover.machine import FenceMethod, OnAckTimeout, Policy, Role
+from failover.config_rules import TIMING_RULES, warnings_of
+from failover.machine import FenceMethod, OnAckTimeout, Policy, Role, Trigger
 
 LOAD_TIMEOUT = 10.0  # seconds the operator's file may take to execute
 MIN_SECRET_BYTES = 16
@@ -86,6 +87,21 @@ class Config:
     SERVICE_CHECK_TIMEOUT: float
     CONTROL_TIMEOUT: float
     ON_ACK_TIMEOUT: OnAckTimeout
+    HEARTBEAT_TIMEOUT: float
+    RESTART_SCRIPTS: tuple[str, ...]
+    RESTART_LIMIT: int
+    RESTART_WINDOW: float
+    TRIGGER_ABNORMAL_SHUTDOWN: bool
+    TRIGGER_COMMUNICATION_LOSS: bool
+    TRIGGER_NORMAL_SHUTDOWN: bool
+    TRIGGER_ABNORMAL_SHUTDOWN_SCRIPTS: tuple[str, ...]
+    TRIGGER_COMMUNICATION_LOSS_SCRIPTS: tuple[str, ...]
+    TRIGGER_NORMAL_SHUTDOWN_SCRIPTS: tuple[str, ...]
+    BEFORE_FAILOVER_SCRIPTS: tuple[str, ...]
+    BEFORE_FAILOVER_REQUIRED: bool
+    AFTER_FAILOVER_SCRIPTS: tuple[str, ...]
+    NOTIFY_SCRIPTS: tuple[str, ...]
+    SYNC_FAILURE_SCRIPTS: tuple[str, ...]
     SERVICE_PIDFILE: str | None
     STATE_DIR: str
     LOG_DIR: str
@@ -105,7 +121,21 @@ class Config:
             methods.append(FenceMethod.SCRIPTS)
         return tuple(methods)
 
+    def triggers(self) -> frozenset[Trigger]:
+        """The failover triggers enabled by their flags (none: manual mode)."""
+        return frozenset(t for t in TRIGGER_FLAGS if getattr(self, f"TRIGGER_{t.name}"))
+
+    def trigger_scripts(self, trigger: Trigger | None) -> tuple[str, ...]:
+        if trigger is None or trigger is Trigger.SWITCHOVER:
+            return ()
+        scripts: tuple[str, ...] = getattr(self, f"TRIGGER_{trigger.name}_SCRIPTS")
+        return scripts
+
     def policy(self) -> Policy:
+        everything = frozenset(Trigger)
+        prepare = (
+            everything if self.BEFORE_FAILOVER_SCRIPTS else frozenset(t for t in everything if self.trigger_scripts(t))
+        )
         return Policy(
             self.PROBE_FAILURES,
             self.SHUTDOWN_ACK_TIMEOUT,
@@ -113,6 +143,15 @@ class Config:
             self.fence_methods(),
             self.LOAD_BALANCER is not None,
             self.ISOLATION_TIMEOUT if self.WITNESS else None,
+            triggers=self.triggers(),
+            restart_limit=self.RESTART_LIMIT,
+            restart_window=self.RESTART_WINDOW,
+            heartbeat_timeout=self.HEARTBEAT_TIMEOUT,
+            prepare=prepare,
+            before_required=self.BEFORE_FAILOVER_REQUIRED,
+            after_hooks=bool(self.AFTER_FAILOVER_SCRIPTS),
+            sync_failure_hooks=bool(self.SYNC_FAILURE_SCRIPTS),
+            notify=bool(self.NOTIFY_SCRIPTS),
         )
 
     def witness_address(self) -> tuple[str, int] | None:
@@ -229,6 +268,15 @@ def _optional_scripts(value: Any) -> tuple[str, ...]:
     return () if value in (None, "", [], ()) else _scripts(value)
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"expected True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+TRIGGER_FLAGS = (Trigger.ABNORMAL_SHUTDOWN, Trigger.COMMUNICATION_LOSS, Trigger.NORMAL_SHUTDOWN)
+
+
 @dataclass(frozen=True)
 class LoadBalancerConfig:
     """LOAD_BALANCER: HAProxy's runtime API and the backend's server name of each host."""
@@ -313,6 +361,21 @@ KEYS: tuple[Key, ...] = (
     Key("CONTROL_TIMEOUT", _number(0.05, 600), 5.0, "connect/read timeout of the control channel"),
     Key("ON_ACK_TIMEOUT", _on_ack_timeout, OnAckTimeout.FENCE, "'fence' (wait for a fence) or 'takeover'"),
     Key("SERVICE_PIDFILE", _optional_text, None, "pid file of the service, watched by lhcd"),
+    Key("HEARTBEAT_TIMEOUT", _number(0.05, 3600), 15.0, "no heartbeat for this long: heartbeats lost"),
+    Key("RESTART_SCRIPTS", _optional_scripts, None, "restart the master's failed service", same_as="STARTUP_SCRIPTS"),
+    Key("RESTART_LIMIT", _integer(0, 100), 1, "local restarts within RESTART_WINDOW before 'abnormal shutdown'"),
+    Key("RESTART_WINDOW", _number(1, 86400), 600.0, "the window RESTART_LIMIT counts in (seconds)"),
+    Key("TRIGGER_ABNORMAL_SHUTDOWN", _flag, True, "fail over when the master's service fails past RESTART_LIMIT"),
+    Key("TRIGGER_COMMUNICATION_LOSS", _flag, False, "fail over when heartbeats and probes are lost"),
+    Key("TRIGGER_NORMAL_SHUTDOWN", _flag, False, "fail over when the master's service or agents stop cleanly"),
+    Key("TRIGGER_ABNORMAL_SHUTDOWN_SCRIPTS", _optional_scripts, (), "run on the slave before that takeover"),
+    Key("TRIGGER_COMMUNICATION_LOSS_SCRIPTS", _optional_scripts, (), "run on the slave before that takeover"),
+    Key("TRIGGER_NORMAL_SHUTDOWN_SCRIPTS", _optional_scripts, (), "run on the slave before that takeover"),
+    Key("BEFORE_FAILOVER_SCRIPTS", _optional_scripts, (), "run before anything moves (slave, then master)"),
+    Key("BEFORE_FAILOVER_REQUIRED", _flag, True, "a failing BEFORE_FAILOVER script stops an automatic failover"),
+    Key("AFTER_FAILOVER_SCRIPTS", _optional_scripts, (), "run once the service answers on its new host"),
+    Key("NOTIFY_SCRIPTS", _optional_scripts, (), "run on every transition, with FAILOVER_* variables"),
+    Key("SYNC_FAILURE_SCRIPTS", _optional_scripts, (), "run when the hosts cannot synchronise"),
     Key("STATE_DIR", _text, "/var/lib/failover", "state files and journals"),
     Key("LOG_DIR", _text, "/var/log/failover", "daemon logs"),
 )
@@ -434,102 +497,7 @@ def validate(
         problems += _files(values, base_dir)
     if problems:
         raise ConfigError(source, problems)
-    return Config(**values, source=source, base_dir=base_dir, warnings=tuple(_warnings(values)))
-
-
-# Timing rules: (the key to blame, the keys it needs, the inequality, why). Each is checked only
-# when the keys it needs are valid, and reported with the numbers that break it.
-TimingRule = tuple[str, tuple[str, ...], Callable[[dict[str, Any]], tuple[bool, str]], str]
-
-
-def _ack_rule(v: dict[str, Any]) -> tuple[bool, str]:
-    n = len(v["SHUTDOWN_SCRIPTS"])
-    stop = v["SCRIPT_TIMEOUT"] * n + v["SERVICE_CHECK_TIMEOUT"]
-    text = (
-        f"SHUTDOWN_ACK_TIMEOUT ({v['SHUTDOWN_ACK_TIMEOUT']:g}) > SCRIPT_TIMEOUT ({v['SCRIPT_TIMEOUT']:g}) x {n} "
-        f"SHUTDOWN_SCRIPTS + SERVICE_CHECK_TIMEOUT ({v['SERVICE_CHECK_TIMEOUT']:g}) = {stop:g}"
-    )
-    return v["SHUTDOWN_ACK_TIMEOUT"] > stop, text
-
-
-def _check_rule(v: dict[str, Any]) -> tuple[bool, str]:
-    text = (
-        f"SERVICE_CHECK_TIMEOUT ({v['SERVICE_CHECK_TIMEOUT']:g}) >= REMOTE_POP3_TIMEOUT ({v['REMOTE_POP3_TIMEOUT']:g})"
-    )
-    return v["SERVICE_CHECK_TIMEOUT"] >= v["REMOTE_POP3_TIMEOUT"], text
-
-
-def _control_rule(v: dict[str, Any]) -> tuple[bool, str]:
-    text = f"CONTROL_TIMEOUT ({v['CONTROL_TIMEOUT']:g}) < SHUTDOWN_ACK_TIMEOUT ({v['SHUTDOWN_ACK_TIMEOUT']:g})"
-    return v["CONTROL_TIMEOUT"] < v["SHUTDOWN_ACK_TIMEOUT"], text
-
-
-def _fence_rule(v: dict[str, Any]) -> tuple[bool, str]:
-    if not (v.get("RLOGIN_KEY_FILE") or v.get("RLOGIN_PASS")):
-        return True, ""  # no fence by ssh
-    stop = v["SCRIPT_TIMEOUT"] * len(v["SHUTDOWN_SCRIPTS"]) + v["SERVICE_CHECK_TIMEOUT"]
-    text = (
-        f"FENCE_TIMEOUT ({v['FENCE_TIMEOUT']:g}) > 2 x (SCRIPT_TIMEOUT x {len(v['SHUTDOWN_SCRIPTS'])} "
-        f"SHUTDOWN_SCRIPTS + SERVICE_CHECK_TIMEOUT) = {2 * stop:g}"
-    )
-    return v["FENCE_TIMEOUT"] > 2 * stop, text
-
-
-def _isolation_rule(v: dict[str, Any]) -> tuple[bool, str]:
-    if not v.get("WITNESS"):
-        return True, ""
-    n = len(v["SHUTDOWN_SCRIPTS"])
-    slave = v["PROBE_INTERVAL"] * v["PROBE_FAILURES"] + v["SHUTDOWN_ACK_TIMEOUT"]
-    master = v["ISOLATION_TIMEOUT"] + v["SCRIPT_TIMEOUT"] * n + v["SERVICE_CHECK_TIMEOUT"]
-    text = (
-        f"PROBE_INTERVAL x PROBE_FAILURES + SHUTDOWN_ACK_TIMEOUT = {slave:g} (the slave's earliest takeover "
-        f"without an ACK) > ISOLATION_TIMEOUT + SCRIPT_TIMEOUT x {n} + SERVICE_CHECK_TIMEOUT = {master:g} "
-        "(an isolated master has stopped its service)"
-    )
-    return slave > master, text
-
-
-TIMING_RULES: tuple[TimingRule, ...] = (
-    (
-        "SHUTDOWN_ACK_TIMEOUT",
-        ("SHUTDOWN_ACK_TIMEOUT", "SCRIPT_TIMEOUT", "SERVICE_CHECK_TIMEOUT", "SHUTDOWN_SCRIPTS"),
-        _ack_rule,
-        "otherwise a master that is still stopping normally is taken for one that does not answer",
-    ),
-    (
-        "SERVICE_CHECK_TIMEOUT",
-        ("SERVICE_CHECK_TIMEOUT", "REMOTE_POP3_TIMEOUT"),
-        _check_rule,
-        "a service check must leave time for at least one probe",
-    ),
-    (
-        "FENCE_TIMEOUT",
-        ("FENCE_TIMEOUT", "SCRIPT_TIMEOUT", "SERVICE_CHECK_TIMEOUT", "SHUTDOWN_SCRIPTS"),
-        _fence_rule,
-        "the fence by ssh may wait that long for a hung lhcd, then stop the service itself",
-    ),
-    (
-        "ISOLATION_TIMEOUT",
-        (
-            "WITNESS",
-            "ISOLATION_TIMEOUT",
-            "PROBE_INTERVAL",
-            "PROBE_FAILURES",
-            "SHUTDOWN_ACK_TIMEOUT",
-            "SCRIPT_TIMEOUT",
-            "SERVICE_CHECK_TIMEOUT",
-            "SHUTDOWN_SCRIPTS",
-        ),
-        _isolation_rule,
-        "otherwise an isolated master may still serve when the slave starts",
-    ),
-    (
-        "CONTROL_TIMEOUT",
-        ("CONTROL_TIMEOUT", "SHUTDOWN_ACK_TIMEOUT"),
-        _control_rule,
-        "the request must be delivered before the wait for its ACK ends",
-    ),
-)
+    return Config(**values, source=source, base_dir=base_dir, warnings=tuple(warnings_of(values)))
 
 
 def _relations(v: dict[str, Any]) -> list[Problem]:
@@ -589,7 +557,9 @@ def _port_clashes(v: dict[str, Any]) -> list[Problem]:
 
 def _files(v: dict[str, Any], base_dir: str) -> list[Problem]:
     problems = []
-    for key in ("SHUTDOWN_SCRIPTS", "STARTUP_SCRIPTS", "FENCE_SCRIPTS"):
+    for key in [k.name for k in KEYS if k.name.endswith("_SCRIPTS")]:
+        if key == "RESTART_SCRIPTS" and v.get(key) == v.get("STARTUP_SCRIPTS"):
+            continue  # the default: already checked
         for command in v.get(key, ()):
             problem = script_problem(command, base_dir)
             if problem:
@@ -638,18 +608,6 @@ def secret_problem(path: str) -> str | None:
     if size < MIN_SECRET_BYTES:
         return f"{path}: {size} bytes; expected at least {MIN_SECRET_BYTES} random bytes (failover keygen)"
     return None
-
-
-def _warnings(v: dict[str, Any]) -> list[str]:
-    warnings = []
-    if v.get("ON_ACK_TIMEOUT") is OnAckTimeout.TAKEOVER:
-        warnings.append(
-            "ON_ACK_TIMEOUT: 'takeover' starts the slave without a confirmed stop of the master: a "
-            "master that is alive but unreachable then serves too (the service runs twice)"
-        )
-    if v.get("RLOGIN_PASS"):
-        warnings.append("RLOGIN_PASS: an SSH password is accepted, but a key is safer (RLOGIN_PASS = None)")
-    return warnings
 
 
 # --------------------------------------------------------------------------------------------

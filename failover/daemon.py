@@ -18,9 +18,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from failover.channel import ControlServer, Handler
+from failover.channel import ChannelError, ControlServer, Handler, local_call
 from failover.config import Config, ConfigError, find_role, load
 from failover.machine import Role
+from failover.protocol import Message, OperatorAnswer, OperatorCommand, Refused
 from failover.state import ensure_private_dir
 
 DAEMONS: dict[Role, tuple[str, ...]] = {
@@ -151,6 +152,20 @@ def daemon_main(name: str, role: Role, run: Callable[[Config, threading.Event, l
         lock.release()
     log.info("stopped")
     return 0
+
+
+def forward_operator(config: Config, role: Role, message: OperatorCommand, peer: str, log: logging.Logger) -> Message:
+    """Hand an operator's command to this host's agent and return its answer."""
+    agent = "lhcd" if role is Role.MASTER else "rhcd"
+    log.warning("operator command %s from %s (by %s)", message.action, peer, message.by)
+    timeout = config.SHUTDOWN_ACK_TIMEOUT + config.CONTROL_TIMEOUT
+    try:
+        answer = local_call(socket_path(config, agent), message.body(), timeout=timeout)
+        return OperatorAnswer(
+            bool(answer.get("ok")), str(answer.get("message", "")), str(answer["state"]), int(answer["term"])
+        )
+    except (ChannelError, KeyError, ValueError, TypeError) as e:
+        return Refused(f"{agent} on the {role} cannot take {message.action!r}: {e}")
 
 
 def serve_control(config: Config, role: Role, handler: Handler, stop: threading.Event, log: logging.Logger) -> None:

@@ -31,11 +31,38 @@ class State(enum.StrEnum):
     FENCING = "FENCING"  # no ACK: not starting until an ACK or a confirmed fence arrives
     STARTING = "STARTING"  # startup scripts running, then the local service is verified up
     FAILED = "FAILED"  # (both roles) a step failed; an operator must look
+    PREPARING = "PREPARING"  # slave: a trigger fired; trigger scripts and BEFORE_FAILOVER hooks running
+    RESTARTING = "RESTARTING"  # master: restarting its failed service locally (RESTART_LIMIT)
+    MAINTENANCE = "MAINTENANCE"  # (both roles) held by an operator: no automatic action
+
+
+class Condition(enum.StrEnum):
+    """The master's own view of its service, sent in every heartbeat."""
+
+    UNKNOWN = "unknown"  # not checked yet
+    UP = "up"
+    RESTARTING = "restarting"  # down, and lhcd is restarting it (within RESTART_LIMIT)
+    FAILED = "failed"  # abnormal shutdown: still failing after RESTART_LIMIT restarts in RESTART_WINDOW
+    STOPPED = "stopped"  # normal shutdown: stopped cleanly (its pid file removed), not by failover
+    AGENTS_STOPPED = "agents-stopped"  # the master's agents were stopped cleanly by an operator
+
+
+class Trigger(enum.StrEnum):
+    """Why an automatic failover (or the operator's switchover) starts; each trigger has its own flag."""
+
+    ABNORMAL_SHUTDOWN = "abnormal_shutdown"
+    COMMUNICATION_LOSS = "communication_loss"
+    NORMAL_SHUTDOWN = "normal_shutdown"
+    SWITCHOVER = "switchover"  # not a config flag: the operator's planned move
 
 
 class ScriptKind(enum.StrEnum):
     SHUTDOWN = "shutdown"
     STARTUP = "startup"
+    RESTART = "restart"  # master: restart its failed service locally
+    BEFORE_FAILOVER = "before_failover"  # the trigger's scripts, then BEFORE_FAILOVER_SCRIPTS
+    AFTER_FAILOVER = "after_failover"  # once the service answers on its new host
+    SYNC_FAILURE = "sync_failure"  # the hosts cannot synchronise (heartbeats lost)
 
 
 class FenceMethod(enum.StrEnum):
@@ -65,7 +92,15 @@ GROUP_WORD: dict[tuple[Role, State], str] = {
     (Role.SLAVE, State.ACTIVE): "ACTIVE",
     (Role.SLAVE, State.STOPPING): "ACTIVE",
     (Role.SLAVE, State.FAILED): "INACTIVE",
+    (Role.MASTER, State.RESTARTING): "ACTIVE",
+    (Role.MASTER, State.STARTING): "INACTIVE",  # switchback: starting again in a new term
+    (Role.SLAVE, State.PREPARING): "STANDBY",
+    # MAINTENANCE shows the word of the state it was held from (NodeState.group)
+    (Role.MASTER, State.MAINTENANCE): "MAINTENANCE",
+    (Role.SLAVE, State.MAINTENANCE): "MAINTENANCE",
 }
+# Where an operator may hold: stable states only, never in the middle of a failover.
+HOLDABLE = frozenset({State.ACTIVE, State.INACTIVE, State.STANDBY, State.SUSPECT, State.FAILED})
 
 
 @dataclass(frozen=True)
@@ -78,12 +113,30 @@ class Policy:
     fence_methods: tuple[FenceMethod, ...] = ()
     load_balancer: bool = False  # fence the master there on takeover, and enable the slave
     isolation_timeout: float | None = None  # with a WITNESS: an isolated master stops after this
+    triggers: frozenset[Trigger] = frozenset({Trigger.ABNORMAL_SHUTDOWN})  # none: manual mode
+    restart_limit: int = 0  # master: local restarts allowed within restart_window before "abnormal"
+    restart_window: float = 600.0
+    heartbeat_timeout: float = 15.0  # slave: no heartbeat for this long = heartbeats lost
+    prepare: frozenset[Trigger] = frozenset()  # triggers with scripts to run before the takeover
+    before_required: bool = True  # a failing BEFORE hook stops an automatic failover
+    after_hooks: bool = False
+    sync_failure_hooks: bool = False
+    notify: bool = False  # NOTIFY_SCRIPTS run on every transition
 
     def __post_init__(self) -> None:
         if self.probe_failures < 1:
             raise ValueError(f"probe_failures must be >= 1, got {self.probe_failures}")
         if not (math.isfinite(self.ack_timeout) and self.ack_timeout > 0):
             raise ValueError(f"ack_timeout must be a positive number, got {self.ack_timeout}")
+        if self.restart_limit < 0:
+            raise ValueError(f"restart_limit must be >= 0, got {self.restart_limit}")
+        if Trigger.SWITCHOVER in self.triggers:
+            raise ValueError("switchover is the operator's command, not a trigger flag")
+
+    @property
+    def manual(self) -> bool:
+        """No trigger enabled: the slave watches and reports, only `failover switchover` moves."""
+        return not self.triggers
 
 
 @dataclass(frozen=True)
@@ -96,8 +149,6 @@ class NodeState:
     reason: str = "initial state"
     # slave: consecutive failed probes of the master's service
     failures: int = 0
-    # slave: the master's last heartbeat said its own service is down
-    master_says_down: bool = False
     # FAILING_OVER: when to stop waiting for the ACK; FENCING: when to resend the request
     deadline: float | None = None
     # STARTING / STOPPING: the scripts of this attempt have finished
@@ -111,6 +162,19 @@ class NodeState:
     # master: when the slave or the witness last answered (monotonic); slave: the witness answers
     last_contact: float | None = None
     witness_ok: bool | None = None
+    # master: its service's condition (heartbeats carry it), the monotonic times of local restarts
+    condition: Condition = Condition.UNKNOWN
+    restarts: tuple[float, ...] = ()
+    # slave: what the master's last heartbeat said, and when it came (monotonic)
+    master_condition: Condition = Condition.UNKNOWN
+    last_heartbeat: float | None = None
+    heartbeats_lost: bool = False  # SYNC_FAILURE hooks ran for this loss
+    trigger: Trigger | None = None  # the trigger of the failover under way
+    # MAINTENANCE: the state it was held from, who held it, since when (wall clock, display only), why
+    held_from: State | None = None
+    hold_by: str = ""
+    hold_since: str = ""
+    hold_reason: str = ""
 
     def __post_init__(self) -> None:
         if (self.role, self.state) not in GROUP_WORD:
@@ -120,6 +184,8 @@ class NodeState:
 
     @property
     def group(self) -> str:
+        if self.state is State.MAINTENANCE and self.held_from is not None:
+            return f"{GROUP_WORD[(self.role, self.held_from)]} (held)"
         return GROUP_WORD[(self.role, self.state)]
 
 
@@ -177,6 +243,7 @@ class PeerReport(Event):
     state: State
     service_ok: bool | None = None
     detail: str = ""
+    condition: Condition = Condition.UNKNOWN  # heartbeats: the master's view of its service
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -189,6 +256,50 @@ class LocalHealth(Event):
 
     ok: bool
     detail: str = ""
+    clean: bool = False  # down and stopped cleanly (its pid file was removed): a normal shutdown
+
+
+@dataclass(frozen=True)
+class OperatorRequest(Event):
+    """An operator's command, authenticated by the control channel. `since` is wall-clock text
+    for status only; decisions never use it."""
+
+    by: str
+    reason: str = ""
+    since: str = ""
+
+
+@dataclass(frozen=True)
+class HoldRequested(OperatorRequest):
+    """`failover hold`: no automatic action until released; survives restarts."""
+
+
+@dataclass(frozen=True)
+class ReleaseRequested(OperatorRequest):
+    """`failover release`: resume watching (and acting)."""
+
+
+@dataclass(frozen=True)
+class SwitchoverRequested(OperatorRequest):
+    """Slave: `failover switchover`: a planned move of the service from the master to this host."""
+
+
+@dataclass(frozen=True)
+class SwitchbackStop(OperatorRequest):
+    """Slave, switchback step: stop the service here and stay held until the master serves."""
+
+
+@dataclass(frozen=True)
+class SwitchbackStart(OperatorRequest):
+    """Master, switchback step: the slave reported its service verified down, held, in `peer_term`."""
+
+    peer_term: int = 0
+    peer_state: State = State.MAINTENANCE
+    peer_service_down: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_term(self.peer_term)
 
 
 @dataclass(frozen=True)
@@ -289,6 +400,16 @@ class LoadBalancerDone(Event):
 
 
 @dataclass(frozen=True)
+class Transition:
+    from_state: State
+    to_state: State
+    from_term: int
+    term: int
+    reason: str
+    event: str
+
+
+@dataclass(frozen=True)
 class Action:
     pass
 
@@ -355,20 +476,25 @@ class LbEnable(Action):
 
 
 @dataclass(frozen=True)
-class Alert(Action):
-    """Something an operator must see now."""
+class Answer(Action):
+    """The outcome of an operator's request, for the command that is waiting for it."""
 
+    ok: bool
     message: str
 
 
 @dataclass(frozen=True)
-class Transition:
-    from_state: State
-    to_state: State
-    from_term: int
-    term: int
-    reason: str
-    event: str
+class Notify(Action):
+    """Run NOTIFY_SCRIPTS for this transition (in order, in the background)."""
+
+    transition: Transition
+
+
+@dataclass(frozen=True)
+class Alert(Action):
+    """Something an operator must see now."""
+
+    message: str
 
 
 @dataclass(frozen=True)

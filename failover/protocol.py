@@ -103,11 +103,21 @@ class Heartbeat(Message):
     state: str
     service_ok: bool | None
     detail: str = ""
+    condition: str = "unknown"  # failover.model.Condition: up, restarting, failed, stopped, ...
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Message:
+        from failover.model import Condition
+
+        condition = _expect(body, "condition", str, optional=True) or "unknown"
+        if condition not in {c.value for c in Condition}:
+            raise ProtocolError(f"unknown condition {condition[:40]!r}")
         return cls(
-            _term(body), _state(body), _expect(body, "service_ok", bool, optional=True), _expect(body, "detail", str)
+            _term(body),
+            _state(body),
+            _expect(body, "service_ok", bool, optional=True),
+            _expect(body, "detail", str),
+            condition,
         )
 
 
@@ -155,6 +165,51 @@ class Refused(Message):
         return cls(_expect(body, "reason", str))
 
 
+OPERATOR_ACTIONS = ("hold", "release", "switchover", "switchback-stop", "switchback-start")
+
+
+@dataclass(frozen=True)
+class OperatorCommand(Message):
+    """The `failover` command -> either host: hold, release, switchover, a switchback step."""
+
+    TYPE: ClassVar[str] = "OPERATOR"
+    action: str
+    by: str
+    reason: str = ""
+    since: str = ""
+    peer_term: int = 0  # switchback-start: what the slave reported
+    peer_state: str = "MAINTENANCE"
+    peer_service_down: bool = False
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Message:
+        action = _expect(body, "action", str)
+        if action not in OPERATOR_ACTIONS:
+            raise ProtocolError(f"unknown operator action {action[:40]!r}")
+        by, reason, since = (
+            (_expect(body, name, str, optional=True) or "")[:1000] for name in ("by", "reason", "since")
+        )
+        peer_term = _expect(body, "peer_term", int, optional=True) or 0
+        if not 0 <= peer_term < 2**63:
+            raise ProtocolError(f"peer_term {peer_term} is out of range")
+        peer_state = _state({"state": body.get("peer_state", "MAINTENANCE")})
+        down = bool(_expect(body, "peer_service_down", bool, optional=True))
+        return cls(action, by, reason, since, peer_term, peer_state, down)
+
+
+@dataclass(frozen=True)
+class OperatorAnswer(Message):
+    TYPE: ClassVar[str] = "OPERATOR_ANSWER"
+    ok: bool
+    message: str
+    state: str
+    term: int
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Message:
+        return cls(_expect(body, "ok", bool), _expect(body, "message", str), _state(body), _term(body))
+
+
 def _state(body: dict[str, Any]) -> str:
     from failover.machine import State  # the protocol carries the machine's state names
 
@@ -165,7 +220,18 @@ def _state(body: dict[str, Any]) -> str:
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    m.TYPE: m for m in (ShutdownYourService, Ack, Heartbeat, HeartbeatReply, StatusRequest, StatusReply, Refused)
+    m.TYPE: m
+    for m in (
+        ShutdownYourService,
+        Ack,
+        Heartbeat,
+        HeartbeatReply,
+        StatusRequest,
+        StatusReply,
+        Refused,
+        OperatorCommand,
+        OperatorAnswer,
+    )
 }
 
 

@@ -8,6 +8,7 @@ a master with a hung service never acknowledges a shutdown it cannot prove.
 
 from __future__ import annotations
 
+import os
 import time
 
 from failover.config import Config
@@ -19,6 +20,13 @@ POLL = 0.05  # seconds between checks while waiting
 
 def _pidfile(config: Config, role: Role) -> str | None:
     return config.SERVICE_PIDFILE if role is Role.MASTER else None
+
+
+def stopped_cleanly(config: Config, role: Role) -> bool:
+    """A service that exits cleanly removes its pid file; a crashed or killed one leaves it.
+    Without SERVICE_PIDFILE this cannot be told, and a stop counts as a failure."""
+    pidfile = _pidfile(config, role)
+    return bool(pidfile) and not os.path.exists(pidfile)  # type: ignore[arg-type]
 
 
 def health(config: Config, role: Role) -> tuple[bool, str]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from failover.machine import NodeState, Role, State, Transition
+from failover.machine import Condition, NodeState, Role, State, Transition, Trigger
 
 
 class StateError(Exception):
@@ -61,8 +62,21 @@ def to_dict(node: NodeState) -> dict[str, Any]:
     return {k: (v.value if hasattr(v, "value") else v) for k, v in dataclasses.asdict(node).items()}
 
 
+RETIRED_FIELDS = frozenset({"master_says_down"})  # written by earlier versions, ignored on load
+
+
+_CONVERT: dict[str, Any] = {
+    "condition": Condition,
+    "master_condition": Condition,
+    "trigger": Trigger,
+    "held_from": State,
+    "restarts": lambda times: tuple(float(t) for t in times),
+}
+
+
 def from_dict(data: dict[str, Any]) -> NodeState:
     names = {f.name for f in dataclasses.fields(NodeState)}
+    data = {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
     unknown = set(data) - names
     if unknown:
         raise StateError(f"unknown fields {sorted(unknown)}")
@@ -70,7 +84,11 @@ def from_dict(data: dict[str, Any]) -> NodeState:
     if not isinstance(term, int) or isinstance(term, bool):
         raise StateError(f"term must be an integer, got {term!r}")
     try:
-        return NodeState(**dict(data, role=Role(data["role"]), state=State(data["state"])))
+        fields = dict(data, role=Role(data["role"]), state=State(data["state"]))
+        for name, kind in _CONVERT.items():
+            if fields.get(name) is not None:
+                fields[name] = kind(fields[name])
+        return NodeState(**fields)
     except (KeyError, ValueError, TypeError) as e:
         raise StateError(str(e)) from None
 
@@ -82,6 +100,7 @@ class StateStore:
         self.role, self.host = role, host
         self.state_path = os.path.join(state_dir, f"{role.value}.state.json")
         self.journal_path = os.path.join(state_dir, f"{role.value}.journal")
+        self._journal_lock = threading.Lock()
         ensure_private_dir(state_dir)
 
     def load(self) -> NodeState | None:
@@ -119,12 +138,32 @@ class StateStore:
             "event": transition.event,
             "reason": transition.reason,
         }
-        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, json.dumps(entry).encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._append(entry)
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        with self._journal_lock:  # the notice thread journals too
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, json.dumps(entry).encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def note(self, node: NodeState, event: str, reason: str) -> None:
+        """Journal something that happened without a transition (scripts' results)."""
+        entry = {
+            "time": wall_clock(),
+            "mono": round(time.monotonic(), 3),
+            "host": self.host,
+            "role": self.role.value,
+            "from": node.state.value,
+            "to": node.state.value,
+            "from_term": node.term,
+            "term": node.term,
+            "event": event,
+            "reason": reason,
+        }
+        self._append(entry)
 
     def journal_tail(self, count: int) -> list[dict[str, Any]]:
         return read_journal(self.journal_path)[-count:]

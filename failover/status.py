@@ -31,8 +31,19 @@ def collect(config: Config, role: Role) -> dict[str, Any]:
         status["error"] = str(e)
     if node is not None:
         status.update(state=node.state.value, group=node.group, term=node.term, reason=node.reason)
+        status.update(service_ok=node.service_ok, condition=node.condition.value, restarts=len(node.restarts))
+        if node.state is State.MAINTENANCE:
+            status["hold"] = {
+                "by": node.hold_by,
+                "since": node.hold_since,
+                "reason": node.hold_reason,
+                "held_from": node.held_from.value if node.held_from else None,
+            }
     else:
         status.update(state=None, group=None, term=None, reason="no state yet (agents never started here)")
+    triggers = sorted(t.value for t in config.triggers())
+    status["triggers"] = triggers
+    status["mode"] = "automatic" if triggers else "manual"
     status["daemons"] = {name: running_pid(pid_path(config, name)) for name in DAEMONS[role]}
     brain = BRAIN[role]
     if status["daemons"][brain]:
@@ -67,6 +78,9 @@ def render(statuses: dict[Role, dict[str, Any]], errors: dict[Role, str]) -> str
             lines.append(f"{role.value}: no answer ({errors.get(role, 'unreachable')})")
             continue
         lines.append(f"{role.value}: {s['reason']}")
+        if s.get("hold"):
+            h = s["hold"]
+            lines.append(f"  HELD by {h['by']} since {h['since']}: {h['reason']} (`failover release` resumes)")
         if s.get("error"):
             lines.append(f"  STATE FILE PROBLEM: {s['error']}")
         lines += [f"  {line}" for line in _details(role, s)]
@@ -100,9 +114,14 @@ def _details(role: Role, s: dict[str, Any]) -> list[str]:
                 f"last heartbeat from the master{_age(o, 'heartbeat_time')}: {o.get('master_state')} "
                 f"in term {o.get('master_term')}, its service "
                 f"{'ok' if o.get('master_service_ok') else 'DOWN: ' + str(o.get('master_detail'))}"
+                f" ({o.get('master_condition', 'unknown')})"
             )
         else:
             out.append("no heartbeat from the master since rhcd started")
+        if s.get("mode") == "manual":
+            out.append("MANUAL MODE: no failover trigger is enabled; only `failover switchover` moves the service")
+        elif s.get("triggers"):
+            out.append(f"failover triggers: {', '.join(s['triggers'])}")
         if s.get("state") == State.FENCING.value:
             out.append(
                 "WAITING: the master has not confirmed its shutdown. This slave will not start the service "
@@ -115,6 +134,8 @@ def _details(role: Role, s: dict[str, Any]) -> list[str]:
                 f"local service: {'ok' if o['local_service_ok'] else 'DOWN'} ({o.get('local_service_detail')})"
                 f"{_age(o, 'local_service_checked')}"
             )
+        if s.get("restarts"):
+            out.append(f"local restarts in the current window: {s['restarts']}")
         if o.get("last_heartbeat_error"):
             out.append(f"last heartbeat error: {o['last_heartbeat_error']}")
         if "slave_state" in o:
@@ -124,8 +145,8 @@ def _details(role: Role, s: dict[str, Any]) -> list[str]:
             )
         if s.get("state") == State.INACTIVE.value:
             out.append(
-                "INACTIVE after a failover: starting these agents again does not start the service "
-                "(no automatic failback); move it back with the switchback operation sheet"
+                "INACTIVE after a failover: the slave serves; starting these agents again does not start "
+                "the service here (no automatic failback); `failover switchback` moves it back"
             )
     if o.get("last_alert"):
         out.append(f"last alert{_age(o, 'last_alert_time')}: {o['last_alert']}")

@@ -24,6 +24,7 @@ from failover.config import Config
 from failover.daemon import PidLock, daemon_main, pid_path, running_pid, socket_path
 from failover.machine import (
     Action,
+    Condition,
     Event,
     LocalHealth,
     PeerReport,
@@ -67,13 +68,14 @@ class Lhcd(Agent):
         """Check the local service every PROBE_INTERVAL."""
         while not stop.is_set():
             ok, detail = service.health(self.config, Role.MASTER)
+            clean = not ok and service.stopped_cleanly(self.config, Role.MASTER)
             if ok != self._health[0]:
                 self.log.log(
                     logging.INFO if ok else logging.WARNING, "local service %s: %s", "healthy" if ok else "DOWN", detail
                 )
             self._health = (ok, detail)
             self.observe(local_service_ok=ok, local_service_detail=detail, local_service_checked=wall_clock())
-            self.submit(LocalHealth(time.monotonic(), ok, detail))
+            self.submit(LocalHealth(time.monotonic(), ok, detail, clean))
             stop.wait(self.config.PROBE_INTERVAL)
 
     def send_heartbeats(self, stop: threading.Event) -> None:
@@ -82,7 +84,7 @@ class Lhcd(Agent):
         while not stop.is_set():
             self._heartbeat_now.clear()
             ok, detail = self._health
-            beat = Heartbeat(self.node.term, self.node.state.value, ok, detail[:500])
+            beat = Heartbeat(self.node.term, self.node.state.value, ok, detail[:500], self.node.condition.value)
             try:
                 reply = request(
                     self.config.SLAVE_HOST,
@@ -111,8 +113,30 @@ class Lhcd(Agent):
             self.submit(Reachability(time.monotonic(), reachable, self.probe_witness()))
             self._heartbeat_now.wait(self.config.HEARTBEAT_INTERVAL)
 
+    def say_goodbye(self) -> None:
+        """Stopped cleanly by an operator: the last heartbeat says so (a normal shutdown)."""
+        if self.node.state not in (State.ACTIVE, State.RESTARTING):
+            return
+        ok = self._health[0]
+        beat = Heartbeat(
+            self.node.term,
+            self.node.state.value,
+            ok,
+            "the master's agents were stopped cleanly",
+            Condition.AGENTS_STOPPED.value,
+        )
+        try:
+            request(
+                self.config.SLAVE_HOST, self.config.MONITOR_PORT_SLAVE, self.secret, beat, self.config.CONTROL_TIMEOUT
+            )
+            self.log.info("told the slave that the master's agents stop")
+        except (ChannelError, ProtocolError, OSError) as e:
+            self.log.warning("could not tell the slave that the agents stop: %s", e)
+
     def on_local_request(self, req: dict[str, Any]) -> dict[str, Any]:
         """socketserver (or fence-self) forwards an authenticated SHUTDOWN_YOUR_SERVICE; answer when it is done."""
+        if req.get("type") == "OPERATOR":
+            return self.operator_request(req)
         term = req.get("term")
         if req.get("type") != "SHUTDOWN_YOUR_SERVICE" or not isinstance(term, int) or term < 1:
             return {"ok": False, "detail": f"lhcd does not serve {str(req.get('type'))[:40]!r}"}
@@ -185,6 +209,7 @@ def fence_self(config: Config, term: int, log: logging.Logger) -> dict[str, Any]
 def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
     agent = Lhcd(config, log)
     agent.serve(stop, [agent.watch_service, agent.send_heartbeats])
+    agent.say_goodbye()
 
 
 if __name__ == "__main__":

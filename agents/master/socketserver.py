@@ -15,9 +15,9 @@ import threading
 from failover import status
 from failover.channel import ChannelError, Handler, local_call
 from failover.config import Config
-from failover.daemon import daemon_main, serve_control, socket_path
+from failover.daemon import daemon_main, forward_operator, serve_control, socket_path
 from failover.machine import Role
-from failover.protocol import Ack, Message, Refused, ShutdownYourService, StatusReply, StatusRequest
+from failover.protocol import Ack, Message, OperatorCommand, Refused, ShutdownYourService, StatusReply, StatusRequest
 
 
 def make_handler(config: Config, log: logging.Logger) -> Handler:
@@ -36,6 +36,8 @@ def make_handler(config: Config, log: logging.Logger) -> Handler:
             ack = Ack(message.term, bool(answer.get("ok")), str(answer.get("detail", "")))
             log.info("answering %s for term %d: %s", "ACK" if ack.ok else "NACK", ack.term, ack.detail)
             return ack
+        if isinstance(message, OperatorCommand):
+            return forward_operator(config, Role.MASTER, message, peer, log)
         if isinstance(message, StatusRequest):
             return StatusReply(status.collect(config, Role.MASTER))
         log.warning("refused %s from %s: not served by the master", message.TYPE, peer)

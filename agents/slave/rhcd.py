@@ -19,16 +19,13 @@ from failover.agent import Agent
 from failover.channel import ChannelError, request
 from failover.config import Config
 from failover.daemon import daemon_main
-from failover.loadbalancer import LoadBalancerError
 from failover.machine import (
     Action,
+    Condition,
     Event,
     Fence,
     FenceConfirmed,
     FenceResult,
-    LbEnable,
-    LbFence,
-    LoadBalancerDone,
     LocalHealth,
     PeerReport,
     ProbeNow,
@@ -100,6 +97,7 @@ class Rhcd(Agent):
                     State(req["state"]),
                     req.get("service_ok"),
                     str(req.get("detail", "")),
+                    Condition(req.get("condition", "unknown")),
                 )
             except (KeyError, ValueError, TypeError) as e:
                 return {"error": f"bad heartbeat: {e}"}
@@ -110,6 +108,7 @@ class Rhcd(Agent):
                 master_state=report.state.value,
                 master_service_ok=report.service_ok,
                 master_detail=report.detail,
+                master_condition=report.condition.value,
             )
             self.submit(report)
             return {"term": self.node.term, "state": self.node.state.value}
@@ -121,7 +120,7 @@ class Rhcd(Agent):
             wait = self.config.FENCE_TIMEOUT * (len(self.policy.fence_methods) + 1) + 5  # a fence may be running
             node = self.submit_and_wait(FenceConfirmed(time.monotonic(), term, "operator (confirm-fenced)"), wait)
             return {"term": node.term, "state": node.state.value, "reason": node.reason}
-        return {"error": f"rhcd does not serve {str(kind)[:40]!r}"}
+        return super().on_local_request(req)
 
     # ------------------------------------------------------------------ actions
 
@@ -144,22 +143,7 @@ class Rhcd(Agent):
                 detail,
             )
             return FenceResult(time.monotonic(), action.term, action.method, ok, detail)
-        if isinstance(action, LbFence | LbEnable):
-            return self._load_balancer(action)
         return super().execute(action)
-
-    def _load_balancer(self, action: LbFence | LbEnable) -> Event:
-        what = f"{'fence' if isinstance(action, LbFence) else 'enable'} the {action.role}'s server"
-        lb = fencing.load_balancer(self.config)
-        try:
-            if lb is None:
-                raise LoadBalancerError("no LOAD_BALANCER configured")
-            detail = lb.fence(action.role) if isinstance(action, LbFence) else lb.enable(action.role)
-        except LoadBalancerError as e:
-            self.log.error("load balancer: %s failed: %s", what, e)
-            return LoadBalancerDone(time.monotonic(), what, False, str(e))
-        self.log.info("load balancer: %s", detail)
-        return LoadBalancerDone(time.monotonic(), what, True, detail)
 
     def _send_shutdown(self, action: SendShutdown) -> None:
         """Deliver SHUTDOWN_YOUR_SERVICE and wait for the answer until the ACK timeout; the

@@ -14,9 +14,9 @@ import threading
 from failover import status
 from failover.channel import ChannelError, Handler, local_call
 from failover.config import Config
-from failover.daemon import daemon_main, serve_control, socket_path
+from failover.daemon import daemon_main, forward_operator, serve_control, socket_path
 from failover.machine import Role, initial_state
-from failover.protocol import Heartbeat, HeartbeatReply, Message, Refused, StatusReply, StatusRequest
+from failover.protocol import Heartbeat, HeartbeatReply, Message, OperatorCommand, Refused, StatusReply, StatusRequest
 from failover.state import StateError, StateStore
 
 
@@ -36,6 +36,8 @@ def make_handler(config: Config, log: logging.Logger) -> Handler:
             except StateError as e:
                 return Refused(f"the slave's state file cannot be read: {e}")
             return HeartbeatReply(node.term, node.state.value)
+        if isinstance(message, OperatorCommand):
+            return forward_operator(config, Role.SLAVE, message, peer, log)
         if isinstance(message, StatusRequest):
             return StatusReply(status.collect(config, Role.SLAVE))
         log.warning("refused %s from %s: not served by the slave", message.TYPE, peer)

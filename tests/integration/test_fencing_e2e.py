@@ -19,7 +19,8 @@ from tests.sshd import SshdInstance
 
 M, S = Role.MASTER, Role.SLAVE
 MakePair = Callable[..., LoopbackPair]
-FENCE = {"FENCE_TIMEOUT": 15.0, "SHUTDOWN_ACK_TIMEOUT": 4.0}
+# these tests lose the master's agents (killed, frozen): only the communication-loss trigger fails over
+FENCE = {"FENCE_TIMEOUT": 15.0, "SHUTDOWN_ACK_TIMEOUT": 4.0, "TRIGGER_COMMUNICATION_LOSS": True}
 
 
 @pytest.fixture

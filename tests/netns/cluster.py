@@ -97,6 +97,7 @@ def build_cluster(timings: dict[str, Any], pop3_kind: str | None = None) -> Iter
             addresses={M: ADDRESS["master"], S: ADDRESS["slave"]},
             prefixes={M: net.exec("master"), S: net.exec("slave")},
             **timings,
+            TRIGGER_COMMUNICATION_LOSS=True,  # a dead, cut-off or frozen host must fail over here
             WITNESS=f"{FRONTEND[0]}:{FRONTEND[1]}",
             LOAD_BALANCER={
                 "address": ADMIN,

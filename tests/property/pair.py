@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from failover.machine import (
     Action,
     Alert,
+    Answer,
     CheckService,
     ClockJump,
     Event,
@@ -22,17 +23,20 @@ from failover.machine import (
     FenceConfirmed,
     FenceMethod,
     FenceResult,
+    HoldRequested,
     LbEnable,
     LbFence,
     LoadBalancerDone,
     LocalHealth,
     NodeState,
+    Notify,
     OnAckTimeout,
     PeerReport,
     Policy,
     ProbeNow,
     ProbeResult,
     Reachability,
+    ReleaseRequested,
     Reply,
     Role,
     RunScripts,
@@ -45,6 +49,9 @@ from failover.machine import (
     ShutdownRequested,
     Started,
     State,
+    SwitchbackStart,
+    SwitchbackStop,
+    SwitchoverRequested,
     Tick,
     Transition,
     initial_state,
@@ -91,6 +98,8 @@ class MasterSlavePair:
         self.authorized_terms: set[int] = set()  # terms the slave holds an ACK or a confirmed fence for
         self.transitions: list[tuple[Role, Transition]] = []
         self.alerts: list[str] = []
+        self.answers: list[Answer] = []
+        self.switchback_start = False  # the master is starting through a switchback
 
     @property
     def master(self) -> Host:
@@ -111,6 +120,8 @@ class MasterSlavePair:
         if isinstance(event, FenceConfirmed) or (isinstance(event, FenceResult) and event.ok):
             self.authorized_terms.add(event.term)
         host.node = result.state
+        if isinstance(event, SwitchbackStart) and result.state.state is State.STARTING:
+            self.switchback_start, self.master.ever_inactive = True, False
         if result.transition is not None:
             host.persisted = result.state  # persist before acting
             self.transitions.append((role, result.transition))
@@ -130,6 +141,10 @@ class MasterSlavePair:
             self.send_heartbeat()
         elif isinstance(action, Alert):
             self.alerts.append(action.message)
+        elif isinstance(action, Answer):
+            self.answers.append(action)
+        elif isinstance(action, Notify):
+            pass  # NOTIFY_SCRIPTS change nothing in the world
         elif isinstance(action, RunScripts | CheckService | ProbeNow | Fence | LbFence | LbEnable):
             host.pending.append(action)
         else:  # pragma: no cover - a new action type must be simulated here
@@ -161,7 +176,8 @@ class MasterSlavePair:
 
     def send_heartbeat(self) -> None:
         m = self.master.node
-        report = PeerReport(self.now, term=m.term, state=m.state, service_ok=self.master.service_running)
+        running = self.master.service_running
+        report = PeerReport(self.now, term=m.term, state=m.state, service_ok=running, condition=m.condition)
         self.network.append(Message(Role.SLAVE, report))
         s = self.slave.node
         self.network.append(Message(Role.MASTER, PeerReport(self.now, term=s.term, state=s.state)))
@@ -202,8 +218,10 @@ class MasterSlavePair:
             return
         action = host.pending.pop(0)
         if isinstance(action, RunScripts):
-            if ok:
-                host.service_running = action.kind is ScriptKind.STARTUP
+            if ok and action.kind in (ScriptKind.STARTUP, ScriptKind.RESTART):
+                host.service_running = True
+            elif ok and action.kind is ScriptKind.SHUTDOWN:
+                host.service_running = False
             self.feed(role, ScriptsFinished(self.now, action.kind, ok, "ok" if ok else "rc 1"))
         elif isinstance(action, CheckService):
             self.feed(role, ServiceChecked(self.now, host.service_running))
@@ -236,6 +254,27 @@ class MasterSlavePair:
         if not self.master.service_running:
             self.feed(Role.SLAVE, FenceConfirmed(self.now, term=self.slave.node.term, method="operator"))
 
+    def operator(self, role: Role, action: str) -> None:
+        """An operator's hold, release or switchover."""
+        kind = {"hold": HoldRequested, "release": ReleaseRequested, "switchover": SwitchoverRequested}[action]
+        self.feed(role, kind(self.now, by="ops", reason="test"))
+
+    def switchback(self) -> None:
+        """The switchback command's two moves, each with what the other host really reports."""
+        if self.slave.node.state is State.ACTIVE:
+            self.feed(Role.SLAVE, SwitchbackStop(self.now, by="ops"))
+        s = self.slave.node
+        self.feed(
+            Role.MASTER,
+            SwitchbackStart(
+                self.now,
+                by="ops",
+                peer_term=s.term,
+                peer_state=s.state,
+                peer_service_down=not self.slave.service_running,
+            ),
+        )
+
     def drain(self) -> None:
         """Deliver every message and finish every pending action, until nothing is left."""
         while self.network or any(h.pending for h in self.hosts.values()):
@@ -265,19 +304,27 @@ class MasterSlavePair:
         if role is Role.MASTER:
             if t.to_state is State.INACTIVE:
                 self.master.ever_inactive = True
-            if self.master.ever_inactive and t.to_state is State.ACTIVE:
+            if self.master.ever_inactive and t.to_state in (State.ACTIVE, State.STARTING, State.RESTARTING):
                 raise InvariantViolation(f"the master became ACTIVE again after INACTIVE: {t}")
+            if t.to_state in (State.INACTIVE, State.STOPPING):
+                self.switchback_start = False
 
     def _check_action(self, role: Role, action: Action) -> None:
         if isinstance(action, RunScripts) and action.kind is ScriptKind.STARTUP:
             if role is Role.MASTER:
-                raise InvariantViolation("the master started its service outside switchback")
+                if not self.switchback_start:
+                    raise InvariantViolation("the master started its service outside switchback")
+                return
             term = self.hosts[role].node.term
             if term not in self.authorized_terms and self.policy.on_ack_timeout is OnAckTimeout.FENCE:
                 raise InvariantViolation(
                     f"the slave runs its startup scripts in term {term} without an ACK "
                     f"or a confirmed fence (authorized: {sorted(self.authorized_terms)})"
                 )
+        if isinstance(action, RunScripts) and action.kind is ScriptKind.RESTART and self.master.ever_inactive:
+            raise InvariantViolation("an INACTIVE master restarted its service")
+        if self.hosts[role].node.state is State.MAINTENANCE and isinstance(action, SendShutdown | RunScripts | Fence):
+            raise InvariantViolation(f"the held {role} acted on its own: {action}")
         if isinstance(action, Reply) and action.ok and self.master.service_running:  # its own check lied
             raise InvariantViolation(f"the master acknowledged term {action.term} while its service runs")
 

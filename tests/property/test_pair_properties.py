@@ -6,10 +6,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from failover.machine import FenceMethod, OnAckTimeout, Policy, Role, State
+from failover.machine import FenceMethod, OnAckTimeout, Policy, Role, State, Trigger
 from tests.property.pair import InvariantViolation, MasterSlavePair
 
 roles = st.sampled_from(list(Role))
+EVERY_TRIGGER = frozenset({Trigger.ABNORMAL_SHUTDOWN, Trigger.COMMUNICATION_LOSS, Trigger.NORMAL_SHUTDOWN})
 indexes = st.integers(min_value=0, max_value=50)
 
 
@@ -17,7 +18,7 @@ class PairUnderFaults(RuleBasedStateMachine):
     """Every fault the agents can see: lost, duplicated, reordered messages; failed probes and
     scripts; crashes of the service; kill -9 of either daemon at any point; operator fences."""
 
-    policy = Policy(probe_failures=2, ack_timeout=5.0)
+    policy = Policy(probe_failures=2, ack_timeout=5.0, triggers=EVERY_TRIGGER, restart_limit=1, heartbeat_timeout=4.0)
 
     def __init__(self) -> None:
         super().__init__()
@@ -79,6 +80,15 @@ class PairUnderFaults(RuleBasedStateMachine):
     def confirm_fence(self) -> None:
         self.pair.confirm_fence()
 
+    @rule(role=roles, action=st.sampled_from(["hold", "release", "switchover"]))
+    def operator(self, role: Role, action: str) -> None:
+        if action != "switchover" or role is Role.SLAVE:
+            self.pair.operator(role, action)
+
+    @rule()
+    def switchback(self) -> None:
+        self.pair.switchback()
+
     @invariant()
     def terms_never_go_backwards_on_disk(self) -> None:
         for host in self.pair.hosts.values():
@@ -93,6 +103,11 @@ class FencedPair(PairUnderFaults):
         ack_timeout=5.0,
         fence_methods=(FenceMethod.SSH, FenceMethod.LOAD_BALANCER, FenceMethod.SCRIPTS),
         load_balancer=True,
+        triggers=EVERY_TRIGGER,
+        prepare=frozenset(Trigger),
+        after_hooks=True,
+        sync_failure_hooks=True,
+        notify=True,
     )
 
 
@@ -105,13 +120,14 @@ class WitnessedPair(PairUnderFaults):
         isolation_timeout=3.0,
         fence_methods=(FenceMethod.LOAD_BALANCER,),
         load_balancer=True,
+        triggers=EVERY_TRIGGER,
     )
 
 
 class TakeoverPair(PairUnderFaults):
     """ON_ACK_TIMEOUT='takeover': startup without an ACK is allowed, everything else still holds."""
 
-    policy = Policy(probe_failures=2, ack_timeout=5.0, on_ack_timeout=OnAckTimeout.TAKEOVER)
+    policy = Policy(probe_failures=2, ack_timeout=5.0, on_ack_timeout=OnAckTimeout.TAKEOVER, triggers=EVERY_TRIGGER)
 
 
 TestPairUnderFaults = PairUnderFaults.TestCase
@@ -195,7 +211,9 @@ def test_late_messages_of_earlier_terms_never_move_anyone(
     start_term: int, age: int, fence: bool, failures: int, moves: list[tuple[str, object]]
 ) -> None:
     """An old ACK or fence confirmation never starts the slave; an old request never stops the master."""
-    policy = Policy(probe_failures=2, ack_timeout=5.0, fence_methods=tuple(FenceMethod), load_balancer=True)
+    policy = Policy(
+        probe_failures=2, ack_timeout=5.0, fence_methods=tuple(FenceMethod), load_balancer=True, triggers=EVERY_TRIGGER
+    )
     pair = MasterSlavePair(policy, start_term=start_term)
     for _ in range(failures):
         pair.probe(spurious_failure=True)  # maybe the slave claims a term and waits for its ACK
@@ -220,6 +238,7 @@ def test_a_clean_failover_tells_its_story_in_order() -> None:
     pair.settle(rounds=2)
     story = [(role.value, t.from_state.value, t.to_state.value) for role, t in pair.transitions]
     assert story == [
+        ("master", "ACTIVE", "ACTIVE"),  # abnormal shutdown (RESTART_LIMIT 0), journaled
         ("slave", "STANDBY", "SUSPECT"),
         ("slave", "SUSPECT", "FAILING_OVER"),
         ("master", "ACTIVE", "STOPPING"),
@@ -233,7 +252,7 @@ def test_a_clean_failover_tells_its_story_in_order() -> None:
 def test_the_checker_catches_a_broken_machine() -> None:
     """The invariant checks can fail: an ACK forged into the slave's input starts nothing unsafe
     only because the checker would refuse it; feed one for a term never asked and see it caught."""
-    pair = MasterSlavePair(Policy(probe_failures=1, ack_timeout=5.0))
+    pair = MasterSlavePair(Policy(probe_failures=1, ack_timeout=5.0, triggers=EVERY_TRIGGER))
     pair.probe(spurious_failure=True)  # the master is healthy; the slave claims term 1
     pair.authorized_terms.add(1)  # pretend an ACK came
     from failover.machine import ShutdownAnswered

@@ -12,6 +12,7 @@ from failover.machine import (
     Alert,
     CheckService,
     ClockJump,
+    Condition,
     Fence,
     FenceConfirmed,
     FenceMethod,
@@ -42,11 +43,14 @@ from failover.machine import (
     State,
     Step,
     Tick,
+    Trigger,
     initial_state,
     step,
 )
 
-P = Policy(probe_failures=3, ack_timeout=10.0)
+P = Policy(probe_failures=3, ack_timeout=10.0)  # the shipped triggers: abnormal shutdown only
+COMM = Policy(probe_failures=3, ack_timeout=10.0, triggers=frozenset({Trigger.COMMUNICATION_LOSS}))
+MANUAL = Policy(probe_failures=3, ack_timeout=10.0, triggers=frozenset())
 M, S = Role.MASTER, Role.SLAVE
 
 
@@ -128,14 +132,32 @@ def test_probe_failures_below_threshold_go_suspect_then_back() -> None:
     assert "answers again" in s3.transition.reason  # type: ignore[union-attr]
 
 
-def test_threshold_claims_a_new_term_and_sends_shutdown() -> None:
-    steps = run(initial_state(S), *(ProbeResult(t, False, "timeout") for t in (1, 2, 3)))
+def test_communication_loss_claims_a_new_term_and_sends_shutdown() -> None:
+    steps = run(initial_state(S), *(ProbeResult(t, False, "timeout") for t in (1, 2, 3)), policy=COMM)
     last = steps[-1]
     assert last.state.state is State.FAILING_OVER and last.state.term == 1
     assert last.actions == (SendShutdown(term=1, timeout=10.0),)
     assert last.state.deadline == 3 + 10.0
-    assert "3 consecutive probes" in last.transition.reason  # type: ignore[union-attr]
+    assert "communication loss" in last.transition.reason  # type: ignore[union-attr]
     assert last.transition.from_term == 0 and last.transition.term == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("policy", "words"), [(P, "communication_loss trigger is disabled"), (MANUAL, "manual mode")])
+def test_a_disabled_trigger_never_fails_over_and_says_why_once(policy: Policy, words: str) -> None:
+    steps = run(initial_state(S), *(ProbeResult(t, False, "timeout") for t in range(1, 8)), policy=policy)
+    assert all(s.state.state is State.SUSPECT and s.state.term == 0 for s in steps)
+    assert words in steps[-1].state.reason
+    alerts = [a for s in steps for a in s.actions if isinstance(a, Alert)]
+    assert len(alerts) == 1  # said once, not on every probe
+
+
+def test_communication_loss_waits_while_heartbeats_arrive() -> None:
+    hb = PeerReport(0.5, term=0, state=State.ACTIVE, service_ok=True, condition=Condition.UP)
+    steps = run(initial_state(S), hb, *(ProbeResult(t, False, "timeout") for t in (1, 2, 3, 4)), policy=COMM)
+    assert steps[-1].state.state is State.SUSPECT and "heartbeats arrive" in steps[-1].state.reason
+    lost = run(steps[-1].state, Tick(16), ProbeResult(16.1, False, "timeout"), policy=COMM)
+    assert lost[0].state.heartbeats_lost and "no heartbeat" in lost[0].state.reason
+    assert lost[-1].state.state is State.FAILING_OVER
 
 
 def test_successful_probe_in_standby_is_not_a_transition() -> None:
@@ -143,47 +165,68 @@ def test_successful_probe_in_standby_is_not_a_transition() -> None:
     assert s.transition is None and s.state.failures == 0
 
 
-def test_master_word_then_failed_probe_fails_over_at_once() -> None:
-    hb = PeerReport(1, term=0, state=State.ACTIVE, service_ok=False, detail="pid 42 gone")
-    s1, s2 = run(initial_state(S), hb, ProbeResult(1.1, False, "refused"))
+def failed_heartbeat(now: float, condition: Condition = Condition.FAILED) -> PeerReport:
+    return PeerReport(now, term=0, state=State.ACTIVE, service_ok=False, detail="pid 42 gone", condition=condition)
+
+
+def test_abnormal_shutdown_then_failed_probe_fails_over_at_once() -> None:
+    s1, s2 = run(initial_state(S), failed_heartbeat(1), ProbeResult(1.1, False, "refused"))
     assert s1.state.state is State.SUSPECT and s1.actions == (ProbeNow(),)
     assert s2.state.state is State.FAILING_OVER and s2.state.term == 1
-    assert "reports its service down" in s2.transition.reason  # type: ignore[union-attr]
+    assert s2.state.trigger is Trigger.ABNORMAL_SHUTDOWN
+    assert "abnormal shutdown" in s2.transition.reason  # type: ignore[union-attr]
 
 
-def test_master_word_after_our_failed_probe_fails_over_at_once() -> None:
-    hb = PeerReport(2, term=0, state=State.ACTIVE, service_ok=False, detail="pid gone")
-    _, s2 = run(initial_state(S), ProbeResult(1, False, "refused"), hb)
-    assert s2.state.state is State.FAILING_OVER
-    assert "two" not in s2.transition.reason and "last probe failed" in s2.transition.reason  # type: ignore
+def test_abnormal_shutdown_after_our_failed_probe_fails_over_at_once() -> None:
+    _, s2 = run(initial_state(S), ProbeResult(1, False, "refused"), failed_heartbeat(2))
+    assert s2.state.state is State.FAILING_OVER and "abnormal shutdown" in s2.transition.reason  # type: ignore
 
 
-def test_master_word_alone_never_fails_over() -> None:
-    hb = PeerReport(1, term=0, state=State.ACTIVE, service_ok=False, detail="pid gone")
+def test_the_masters_word_alone_never_fails_over() -> None:
+    hb = failed_heartbeat(1)
     steps = run(initial_state(S), hb, ProbeResult(2, True), hb, hb, ProbeResult(3, True))
     assert all(s.state.state in (State.STANDBY, State.SUSPECT) for s in steps)
     # the repeated word does not flap the journal
     assert [s.transition is not None for s in steps] == [True, True, False, False, False]
 
 
+def test_a_restarting_master_is_waited_for() -> None:
+    hb = failed_heartbeat(1, Condition.RESTARTING)
+    steps = run(initial_state(S), hb, *(ProbeResult(t, False, "refused") for t in (2, 3, 4, 5)))
+    assert all(s.state.state in (State.STANDBY, State.SUSPECT) and s.state.term == 0 for s in steps)
+    assert "restarting" in steps[-1].state.reason
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_normal_shutdown_trigger(enabled: bool) -> None:
+    triggers = frozenset({Trigger.NORMAL_SHUTDOWN}) if enabled else frozenset({Trigger.ABNORMAL_SHUTDOWN})
+    policy = Policy(probe_failures=3, ack_timeout=10.0, triggers=triggers)
+    stopped = failed_heartbeat(1, Condition.STOPPED)
+    last = run(initial_state(S), stopped, ProbeResult(1.1, False, "refused"), policy=policy)[-1]
+    assert (last.state.state is State.FAILING_OVER) is enabled
+    assert "normal shutdown" in last.state.reason
+    agents = PeerReport(1, term=0, state=State.ACTIVE, service_ok=True, condition=Condition.AGENTS_STOPPED)
+    assert (step(policy, initial_state(S), agents).state.state is State.FAILING_OVER) is enabled
+
+
 def test_heartbeat_saying_ok_clears_the_master_word() -> None:
-    down = PeerReport(1, term=0, state=State.ACTIVE, service_ok=False)
-    ok = PeerReport(2, term=0, state=State.ACTIVE, service_ok=True)
-    steps = run(initial_state(S), down, ProbeResult(1.5, True), ok, ProbeResult(3, False))
+    ok = PeerReport(2, term=0, state=State.ACTIVE, service_ok=True, condition=Condition.UP)
+    steps = run(initial_state(S), failed_heartbeat(1), ProbeResult(1.5, True), ok, ProbeResult(3, False))
     assert steps[-1].state.state is State.SUSPECT  # one failure only: back to counting
 
 
 def test_heartbeat_teaches_the_slave_a_higher_term() -> None:
-    s = step(P, initial_state(S), PeerReport(1, term=7, state=State.ACTIVE, service_ok=True))
+    s = step(COMM, initial_state(S), PeerReport(1, term=7, state=State.ACTIVE, service_ok=True))
     assert s.state.term == 7 and s.transition is not None and "learned term 7" in s.transition.reason
-    claim = run(s.state, *(ProbeResult(t, False) for t in (2, 3, 4)))[-1]
+    claim = run(s.state, *(ProbeResult(t, False) for t in (20, 21, 22)), policy=COMM)[-1]
     assert claim.state.term == 8
 
 
 def test_restart_while_watching_resets_the_counters() -> None:
-    n = node(S, State.SUSPECT, failures=2, master_says_down=True)
+    n = node(S, State.SUSPECT, failures=2, master_condition=Condition.FAILED)
     s = step(P, n, Started(50))
-    assert s.state.state is State.STANDBY and s.state.failures == 0 and not s.state.master_says_down
+    assert s.state.state is State.STANDBY and s.state.failures == 0
+    assert s.state.master_condition is Condition.UNKNOWN and s.state.last_heartbeat == 50
 
 
 # ---------------------------------------------------------------------------- slave: failing over
@@ -431,9 +474,9 @@ def test_master_restarted_while_stopping_runs_the_scripts_again() -> None:
 
 def test_master_health_change_sends_a_heartbeat_at_once() -> None:
     s1, s2, s3 = run(initial_state(M), LocalHealth(1, True), LocalHealth(2, False, "pid gone"), LocalHealth(3, False))
-    assert s1.actions == () and s2.actions == (SendHeartbeat(),) and s3.actions == ()
-    assert s2.state.service_ok is False and s2.transition is None
-    assert step(P, initial_state(M), LocalHealth(1, False)).actions == (SendHeartbeat(),)
+    assert s1.actions == () and kinds(s2) == [Alert, SendHeartbeat] and s3.actions == ()
+    assert s2.state.service_ok is False and s2.state.condition is Condition.FAILED
+    assert "abnormal shutdown" in s2.state.reason and "RESTART_LIMIT 0" in s2.state.reason
 
 
 def test_active_master_deposed_by_a_higher_term() -> None:
@@ -575,7 +618,7 @@ def test_takeover_with_a_load_balancer_still_fences_the_master_there() -> None:
 
 # ---------------------------------------------------------------------------- isolation and waking up (issue 4)
 
-WITNESSED = Policy(probe_failures=3, ack_timeout=10.0, isolation_timeout=5.0)
+WITNESSED = Policy(probe_failures=3, ack_timeout=10.0, isolation_timeout=5.0, triggers=COMM.triggers)
 
 
 def test_an_isolated_master_stops_its_service_itself() -> None:
