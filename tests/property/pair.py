@@ -301,6 +301,10 @@ class MasterSlavePair:
             raise InvariantViolation(f"{role} transition {t} has no reason")
         if t.term < t.from_term:
             raise InvariantViolation(f"{role} forgot a term: {t}")
+        # a hold ends only by a release, or by stepping down when deposed (safety before maintenance)
+        released = t.event == "ReleaseRequested" or (t.event == "PeerReport" and t.to_state is State.STOPPING)
+        if t.from_state is State.MAINTENANCE and t.to_state is not State.MAINTENANCE and not released:
+            raise InvariantViolation(f"the held {role} moved on its own: {t}")
         if role is Role.MASTER:
             if t.to_state is State.INACTIVE:
                 self.master.ever_inactive = True
