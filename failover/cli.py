@@ -363,4 +363,8 @@ def demo(profile: str, builtin: bool, keep: bool) -> None:
 from failover import operations  # noqa: E402, F401
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m failover.cli`, this file is `__main__`; the operations module registered
+    # its commands on the imported `failover.cli.main`, so that is the group to run.
+    from failover.cli import main as registered
+
+    registered()

@@ -132,8 +132,10 @@ esac
 
     # ------------------------------------------------------------------ the CLI, as an operator runs it
 
-    def failover(self, *args: str, role: Role | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run the `failover` command as an operator would, on `role`'s host."""
+    def failover(
+        self, *args: str, role: Role | None = None, timeout: float = 60, answers: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the `failover` command as an operator would, on `role`'s host (`answers`: typed at its prompts)."""
         command = [
             *self.prefixes[role or Role.MASTER],
             sys.executable,
@@ -144,7 +146,9 @@ esac
         ]
         if role is not None:
             command += ["--role", role.value]
-        return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, cwd=self.dir)
+        return subprocess.run(
+            [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=self.dir, input=answers or ""
+        )
 
     def start_agents(self, role: Role) -> None:
         done = self.failover("start", role.value, role=role)

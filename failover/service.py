@@ -29,6 +29,11 @@ def stopped_cleanly(config: Config, role: Role) -> bool:
     return bool(pidfile) and not os.path.exists(pidfile)  # type: ignore[arg-type]
 
 
+def process_runs(config: Config, role: Role) -> bool:
+    pidfile = _pidfile(config, role)
+    return bool(pidfile) and process_alive(pidfile)[0]  # type: ignore[arg-type]
+
+
 def health(config: Config, role: Role) -> tuple[bool, str]:
     """(healthy, detail) of this role's own service."""
     pidfile = _pidfile(config, role)

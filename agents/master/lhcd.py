@@ -39,6 +39,8 @@ from failover.machine import (
 from failover.protocol import Heartbeat, HeartbeatReply, ProtocolError
 from failover.state import wall_clock
 
+RECHECK = 1.0  # seconds a failed check is repeated while the service's process still runs
+
 
 class _Waiter:
     """A forwarded SHUTDOWN_YOUR_SERVICE waiting for the machine's Reply."""
@@ -67,7 +69,7 @@ class Lhcd(Agent):
     def watch_service(self, stop: threading.Event) -> None:
         """Check the local service every PROBE_INTERVAL."""
         while not stop.is_set():
-            ok, detail = service.health(self.config, Role.MASTER)
+            ok, detail = self.check_own_service()
             clean = not ok and service.stopped_cleanly(self.config, Role.MASTER)
             if ok != self._health[0]:
                 self.log.log(
@@ -77,6 +79,16 @@ class Lhcd(Agent):
             self.observe(local_service_ok=ok, local_service_detail=detail, local_service_checked=wall_clock())
             self.submit(LocalHealth(time.monotonic(), ok, detail, clean))
             stop.wait(self.config.PROBE_INTERVAL)
+
+    def check_own_service(self) -> tuple[bool, str]:
+        """The service's health; a failed check while its process still runs is repeated for a
+        moment, so a service in the middle of a clean stop is not taken for a crashed one."""
+        ok, detail = service.health(self.config, Role.MASTER)
+        end = time.monotonic() + RECHECK
+        while not ok and service.process_runs(self.config, Role.MASTER) and time.monotonic() < end:
+            time.sleep(0.1)
+            ok, detail = service.health(self.config, Role.MASTER)
+        return ok, detail
 
     def send_heartbeats(self, stop: threading.Event) -> None:
         """Tell the slave our state every HEARTBEAT_INTERVAL, or at once when poked."""

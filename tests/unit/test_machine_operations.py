@@ -11,6 +11,7 @@ from failover.machine import (
     Answer,
     CheckService,
     Condition,
+    Event,
     HoldRequested,
     LbEnable,
     LocalHealth,
@@ -198,19 +199,20 @@ def test_hold_then_release_returns_to_where_it_was(role: Role, state: State) -> 
 def test_a_hold_is_refused_in_the_middle_of_a_failover() -> None:
     s = step(P, node(S, State.FAILING_OVER, term=1), HoldRequested(1, by="ops"))
     assert s.transition is None and s.actions[0] == Answer(False, s.actions[0].message)  # type: ignore[attr-defined]
-    assert "under way" in s.actions[0].message  # type: ignore[attr-defined]
+    assert isinstance(s.actions[0], Answer) and "under way" in s.actions[0].message
 
 
 def test_a_held_pair_takes_no_automatic_action() -> None:
     master = step(P, initial_state(M), HoldRequested(1, by="ops")).state
-    for e in (LocalHealth(2, False, "pid gone"), Tick(1e6)):
-        s = step(P, master, e)
+    for automatic in (LocalHealth(2, False, "pid gone"), Tick(1e6)):
+        s = step(P, master, automatic)
         assert s.state.state is State.MAINTENANCE and s.actions == ()
     refused = step(P, master, ShutdownRequested(3, term=1))
     assert refused.actions[0] == Reply(1, False, refused.actions[0].detail)  # type: ignore[attr-defined]
     slave = step(P, initial_state(S), HoldRequested(1, by="ops")).state
     hb = PeerReport(2, term=0, state=State.ACTIVE, service_ok=False, condition=Condition.FAILED)
-    for e in (hb, *(ProbeResult(t, False) for t in (3, 4, 5, 6)), Tick(100)):
+    events: list[Event] = [hb, *(ProbeResult(t, False) for t in (3, 4, 5, 6)), Tick(100)]
+    for e in events:
         s = step(P, slave, e)
         assert s.state.state is State.MAINTENANCE and s.actions == ()
         slave = s.state
