@@ -54,12 +54,51 @@ CONFIG = {
     "SHUTDOWN_SCRIPTS": ["./scripts/dovecot-stop.sh"],  # on the master, on SHUTDOWN_YOUR_SERVICE
     "STARTUP_SCRIPTS": ["./scripts/dovecot-start.sh"],  # on the slave, once the master is down
     "SERVICE_PIDFILE": "/run/dovecot/master.pid",  # lhcd reports the master's service down when it dies
+    # Failover triggers: each has its own flag and optional scripts, run on the slave before the
+    # takeover (a failing one stops it, like BEFORE_FAILOVER_SCRIPTS). With none enabled the pair
+    # is in MANUAL MODE: the slave watches and reports, only `failover switchover` moves the service.
+    #   abnormal shutdown   lhcd restarted the master's service RESTART_LIMIT times within
+    #                       RESTART_WINDOW and it failed again (confirmed by one failed probe of the
+    #                       slave). The recommended trigger.
+    #   communication loss  no heartbeat for HEARTBEAT_TIMEOUT and PROBE_FAILURES failed probes in a
+    #                       row: a dead, frozen or cut-off master. It cannot tell a slow or partitioned
+    #                       network from a dead host (`failover check` warns); use it with WITNESS.
+    #   normal shutdown     the master's service was stopped cleanly (its pid file removed) by someone
+    #                       other than failover, or its agents were stopped cleanly (`failover stop`).
+    "TRIGGER_ABNORMAL_SHUTDOWN": True,
+    "TRIGGER_COMMUNICATION_LOSS": False,
+    "TRIGGER_NORMAL_SHUTDOWN": False,
+    "TRIGGER_ABNORMAL_SHUTDOWN_SCRIPTS": [],
+    "TRIGGER_COMMUNICATION_LOSS_SCRIPTS": [],
+    "TRIGGER_NORMAL_SHUTDOWN_SCRIPTS": [],
+    # lhcd restarts the master's failed service itself (RESTART_SCRIPTS, default STARTUP_SCRIPTS) at
+    # most RESTART_LIMIT times within RESTART_WINDOW; past that it reports an abnormal shutdown.
+    # 0: no local restart, the first crash is an abnormal shutdown.
+    "RESTART_LIMIT": 1,
+    "RESTART_WINDOW": 600,
+    # Hooks. Each gets FAILOVER_EVENT, FAILOVER_FROM_STATE, FAILOVER_TO_STATE, FAILOVER_TERM,
+    # FAILOVER_REASON, FAILOVER_ROLE, FAILOVER_PEER (and FAILOVER_TRIGGER) in its environment; each
+    # result is journaled.
+    #   BEFORE_FAILOVER_SCRIPTS  before anything moves: on the slave (after the trigger's scripts),
+    #                            then on the master when SHUTDOWN_YOUR_SERVICE reaches it (before
+    #                            its shutdown scripts). Example: hold a scheduler's jobs.
+    #   AFTER_FAILOVER_SCRIPTS   once the service answers on its new host (repoint records, notify);
+    #                            a failure alerts, the service stays up.
+    #   NOTIFY_SCRIPTS           on every transition, in order, off the decision path.
+    #   SYNC_FAILURE_SCRIPTS     when the hosts cannot synchronise (no heartbeat for HEARTBEAT_TIMEOUT).
+    "BEFORE_FAILOVER_SCRIPTS": [],
+    "BEFORE_FAILOVER_REQUIRED": True,  # a failing BEFORE script stops an automatic failover and holds
+    "AFTER_FAILOVER_SCRIPTS": [],
+    "NOTIFY_SCRIPTS": [],
+    "SYNC_FAILURE_SCRIPTS": [],
     # Timing. The fast profile that `failover demo` and the benchmark use is:
     #   PROBE_INTERVAL 0.1, PROBE_FAILURES 3, REMOTE_POP3_TIMEOUT 0.5, HEARTBEAT_INTERVAL 0.5,
-    #   SHUTDOWN_ACK_TIMEOUT 10, SCRIPT_TIMEOUT 4, SERVICE_CHECK_TIMEOUT 3, CONTROL_TIMEOUT 1
+    #   HEARTBEAT_TIMEOUT 2, SHUTDOWN_ACK_TIMEOUT 10, SCRIPT_TIMEOUT 4, SERVICE_CHECK_TIMEOUT 3,
+    #   CONTROL_TIMEOUT 1, RESTART_LIMIT 0
     "PROBE_INTERVAL": 5,
-    "PROBE_FAILURES": 3,  # consecutive failed probes; 1 is enough when lhcd reports the service down
+    "PROBE_FAILURES": 3,  # consecutive failed probes; 1 is enough when lhcd reports an abnormal shutdown
     "HEARTBEAT_INTERVAL": 2,
+    "HEARTBEAT_TIMEOUT": 15,  # must exceed HEARTBEAT_INTERVAL + CONTROL_TIMEOUT
     "SHUTDOWN_ACK_TIMEOUT": 60,  # must exceed SCRIPT_TIMEOUT x len(SHUTDOWN_SCRIPTS) + SERVICE_CHECK_TIMEOUT
     "SCRIPT_TIMEOUT": 20,
     "SERVICE_CHECK_TIMEOUT": 10,
