@@ -162,7 +162,21 @@ class Agent:
         """Listen on the local socket, start the input threads, run the loop until `stop`."""
         local = LocalServer(socket_path(self.config, self.name), self.on_local_request)
         local.start()
-        for target in [*inputs, self.run_notices]:
+        extra: list[Callable[[threading.Event], None]] = [self.run_notices]
+        if self.config.SYNC_FILES:
+            from failover.autosync import AutoSync  # only hosts that sync files need SSH and SFTP
+
+            syncer = AutoSync(
+                self.config,
+                self.role,
+                lambda: self.node,
+                self.log,
+                lambda event, reason: self.store.note(self.node, event, reason),
+                self.script_env,
+                self.report_scripts,
+            )
+            extra.append(syncer.run)
+        for target in [*inputs, *extra]:
             threading.Thread(target=target, args=(stop,), name=target.__name__, daemon=True).start()
         try:
             self.run(stop)

@@ -19,7 +19,7 @@ import click
 from failover.channel import ChannelError, local_call, request
 from failover.config import Config, ConfigError, find_role, load
 from failover.daemon import DAEMONS, MODULES, pid_path, running_pid, socket_path
-from failover.machine import Role
+from failover.machine import Role, State
 from failover.protocol import ProtocolError, StatusReply, StatusRequest
 from failover.state import ensure_private_dir
 from failover.status import collect, render
@@ -111,6 +111,8 @@ def check(ctx: Context, path: str | None) -> None:
             raise BadConfig("\n".join(e.lines())) from None
         role_text = "both roles are on this machine (give --role to start, status works as is)"
     c = config
+    if c.SYNC_FILES and c.RLOGIN_KNOWN_HOSTS:
+        _check_sync(ctx)
     triggers = ", ".join(sorted(t.value for t in c.triggers()))
     mode = f"automatic failover on: {triggers}" if triggers else "MANUAL MODE (no trigger enabled)"
     click.echo(
@@ -118,6 +120,27 @@ def check(ctx: Context, path: str | None) -> None:
         f"{c.PROBE_INTERVAL:g} s (timeout {c.REMOTE_POP3_TIMEOUT:g} s, {c.PROBE_FAILURES} in a row = down); "
         f"{c.RESTART_LIMIT} local restarts per {c.RESTART_WINDOW:g} s; ON_ACK_TIMEOUT {c.ON_ACK_TIMEOUT.value}"
     )
+
+
+def _check_sync(ctx: Context) -> None:
+    """On the ACTIVE host with a reachable peer: are SYNC_FILES equal? (a warning, not a config error)"""
+    from failover.sync_commands import own_state
+    from failover.syncfiles import SyncError
+    from failover.syncpeer import Peer
+
+    try:
+        me = ctx.role()
+        if own_state(ctx.config, me) is not State.ACTIVE:
+            return
+        with Peer(ctx.config, me) as peer:
+            rows = peer.plan(full=False).rows
+    except (SyncError, FailoverError, ConfigError) as e:
+        click.echo(f"{ctx.config.source}: note: SYNC_FILES not compared (the peer: {e})", err=True)
+        return
+    differ = [r for r in rows if r.status != "equal"]
+    if differ:
+        paths = ", ".join(f"/{r.path} ({r.status})" for r in differ[:5])
+        click.echo(f"{ctx.config.source}: warning: SYNC_FILES: {len(differ)} of {len(rows)} differ: {paths}", err=True)
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -360,7 +383,7 @@ def demo(profile: str, builtin: bool, keep: bool) -> None:
 
 
 # The operator's controls live in their own module; importing it registers its commands.
-from failover import operations  # noqa: E402, F401
+from failover import operations, sync_commands  # noqa: E402, F401
 
 if __name__ == "__main__":
     # Run as `python -m failover.cli`, this file is `__main__`; the operations module registered

@@ -27,6 +27,7 @@ from typing import Any
 
 from failover.config_rules import TIMING_RULES, warnings_of
 from failover.machine import FenceMethod, OnAckTimeout, Policy, Role, Trigger
+from failover.syncfiles import SyncEntry
 
 LOAD_TIMEOUT = 10.0  # seconds the operator's file may take to execute
 MIN_SECRET_BYTES = 16
@@ -102,6 +103,11 @@ class Config:
     AFTER_FAILOVER_SCRIPTS: tuple[str, ...]
     NOTIFY_SCRIPTS: tuple[str, ...]
     SYNC_FAILURE_SCRIPTS: tuple[str, ...]
+    SYNC_FILES: tuple[SyncEntry, ...]
+    SYNC_INTERVAL: float
+    SYNC_TIMEOUT: float
+    SYNC_FAILURE_LIMIT: int
+    SYNC_ROOT: dict[str, str]
     SERVICE_PIDFILE: str | None
     STATE_DIR: str
     LOG_DIR: str
@@ -130,6 +136,13 @@ class Config:
             return ()
         scripts: tuple[str, ...] = getattr(self, f"TRIGGER_{trigger.name}_SCRIPTS")
         return scripts
+
+    def sync_entries(self) -> tuple[SyncEntry, ...]:
+        return self.SYNC_FILES
+
+    def sync_root(self, role: Role) -> str:
+        """Where SYNC_FILES paths live on `role`'s host ("/" unless both roles share a machine)."""
+        return self.SYNC_ROOT[role.value]
 
     def policy(self) -> Policy:
         everything = frozenset(Trigger)
@@ -274,6 +287,43 @@ def _flag(value: Any) -> bool:
     return value
 
 
+def _sync_files(value: Any) -> tuple[SyncEntry, ...]:
+    """A list of absolute paths or globs, or dicts {"path", "mode": "sync"|"verify", "substitute"}."""
+    if value in (None, [], ()):
+        return ()
+    if not isinstance(value, list | tuple):
+        raise _Bad("expected a list of paths, or of dicts with path, mode and substitute")
+    entries = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+            raise _Bad(f"item {i}: expected a path or a dict with a 'path'")
+        unknown = set(item) - {"path", "mode", "substitute"}
+        if unknown:
+            raise _Bad(f"item {i}: unknown fields {sorted(unknown)}; expected path, mode, substitute")
+        path, mode, pairs = item["path"], item.get("mode", "sync"), item.get("substitute") or {}
+        if not path.startswith("/") or ".." in path.split("/"):
+            raise _Bad(f"item {i}: {path!r}: expected an absolute path without '..'")
+        if mode not in ("sync", "verify"):
+            raise _Bad(f"item {i}: mode {mode!r}: expected 'sync' or 'verify'")
+        if not isinstance(pairs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+            raise _Bad(f"item {i}: substitute must map strings to strings (old address -> new)")
+        if pairs and mode == "verify":
+            raise _Bad(f"item {i}: a 'verify' entry is never copied, so it cannot have a substitution")
+        entries.append(SyncEntry(path, mode, tuple(pairs.items())))
+    return tuple(entries)
+
+
+def _sync_root(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or set(value) != {"master", "slave"}:
+        raise _Bad("expected {'master': DIR, 'slave': DIR} (both '/' on two real hosts)")
+    for role, path in value.items():
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise _Bad(f"{role}: expected an absolute directory, got {path!r}")
+    return dict(value)
+
+
 TRIGGER_FLAGS = (Trigger.ABNORMAL_SHUTDOWN, Trigger.COMMUNICATION_LOSS, Trigger.NORMAL_SHUTDOWN)
 
 
@@ -376,6 +426,11 @@ KEYS: tuple[Key, ...] = (
     Key("AFTER_FAILOVER_SCRIPTS", _optional_scripts, (), "run once the service answers on its new host"),
     Key("NOTIFY_SCRIPTS", _optional_scripts, (), "run on every transition, with FAILOVER_* variables"),
     Key("SYNC_FAILURE_SCRIPTS", _optional_scripts, (), "run when the hosts cannot synchronise"),
+    Key("SYNC_FILES", _sync_files, (), "files that must match on both hosts (sync or verify)"),
+    Key("SYNC_INTERVAL", _number(0.1, 86400), 10.0, "the ACTIVE host looks for changed synced files this often"),
+    Key("SYNC_TIMEOUT", _number(1, 86400), 600.0, "one remote step of a sync (inventory, commit) gives up after"),
+    Key("SYNC_FAILURE_LIMIT", _integer(1, 1000), 5, "automatic sync pauses after this many failures in a row"),
+    Key("SYNC_ROOT", _sync_root, {"master": "/", "slave": "/"}, "where SYNC_FILES live on each host"),
     Key("STATE_DIR", _text, "/var/lib/failover", "state files and journals"),
     Key("LOG_DIR", _text, "/var/log/failover", "daemon logs"),
 )

@@ -125,6 +125,10 @@ def switchover(ctx: Context, reason: str, yes: bool) -> None:
         problems.append("the pair is held for maintenance: `failover release` first")
     elif master["state"] not in (State.ACTIVE.value, State.RESTARTING.value):
         problems.append(f"the master is {master['state']}, not ACTIVE: nothing to move")
+    sync = master.get("sync") or {}
+    if config.SYNC_FILES and (sync.get("paused") or sync.get("check_ok") is False or sync.get("auto_ok") is False):
+        why = sync.get("last_error") or sync.get("check_summary") or "see `failover sync --check`"
+        problems.append(f"SYNC_FILES are not in sync on the slave ({why}): `failover sync --full` on the master first")
     if not all(slave["daemons"].values()) or not all(master["daemons"].values()):
         problems.append(f"agents not running: master {master['daemons']}, slave {slave['daemons']}")
     if problems:

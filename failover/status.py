@@ -8,6 +8,7 @@ heartbeat, last alert), the pid locks of both daemons, and the end of the journa
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ def collect(config: Config, role: Role) -> dict[str, Any]:
             }
     else:
         status.update(state=None, group=None, term=None, reason="no state yet (agents never started here)")
+    if config.SYNC_FILES:
+        from failover.syncpeer import read_result
+
+        status["sync"] = read_result(config)
     triggers = sorted(t.value for t in config.triggers())
     status["triggers"] = triggers
     status["mode"] = "automatic" if triggers else "manual"
@@ -148,6 +153,16 @@ def _details(role: Role, s: dict[str, Any]) -> list[str]:
                 "INACTIVE after a failover: the slave serves; starting these agents again does not start "
                 "the service here (no automatic failback); `failover switchback` moves it back"
             )
+    sync = s.get("sync")
+    if sync:
+        age = f" ({time.time() - float(sync['epoch']):.0f} s ago)" if sync.get("epoch") else ""
+        check = {True: "all match", False: f"DIFFERENT ({sync.get('check_summary')})"}.get(
+            sync.get("check_ok"), "never"
+        )
+        auto = "PAUSED until `failover sync --full`" if sync.get("paused") else f"{sync.get('failures') or 0} failures"
+        out.append(f"file sync: last check {check}; automatic: {auto}; updated {sync.get('time')}{age}")
+        if sync.get("last_error"):
+            out.append(f"  last sync error: {sync['last_error']}")
     if o.get("last_alert"):
         out.append(f"last alert{_age(o, 'last_alert_time')}: {o['last_alert']}")
     return out

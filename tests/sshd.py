@@ -47,6 +47,7 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 StrictModes no
 LogLevel VERBOSE
+Subsystem sftp internal-sftp
 """)
         self.proc: subprocess.Popen[bytes] | None = None
 

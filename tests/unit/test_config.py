@@ -313,3 +313,31 @@ def test_a_witness_needs_timeouts_that_let_the_isolated_master_stop_first(confdi
     assert load(edit(confdir, ISOLATION_TIMEOUT=10)).policy().isolation_timeout is None  # no witness, no effect
     (line,) = problems(edit(confdir, WITNESS="lb.example.net"))
     assert "WITNESS: expected 'host:port'" in line
+
+
+def test_sync_files_entries_are_parsed_and_checked(confdir: Path) -> None:
+    entries = ["/etc/dovecot", {"path": "/etc/l.conf", "substitute": {"10.0.0.1": "10.0.0.2"}}]
+    entries.append({"path": "/etc/secret", "mode": "verify"})
+    c = load(edit(confdir, SYNC_FILES=entries))
+    assert [e.mode for e in c.SYNC_FILES] == ["sync", "sync", "verify"]
+    assert c.SYNC_FILES[1].substitute == (("10.0.0.1", "10.0.0.2"),)
+    bad = problems(edit(confdir, SYNC_FILES=["etc/relative", {"path": "/x", "mode": "copy"}]))
+    assert bad == ["failover_config.py: SYNC_FILES: item 0: 'etc/relative': expected an absolute path without '..'"]
+    bad = problems(edit(confdir, SYNC_FILES=[{"path": "/s", "mode": "verify", "substitute": {"a": "b"}}]))
+    assert "cannot have a substitution" in bad[0]
+
+
+def test_trigger_flags_and_the_heartbeat_rule(confdir: Path) -> None:
+    c = load(edit(confdir, TRIGGER_ABNORMAL_SHUTDOWN=False))
+    assert c.policy().manual and any("manual mode" in w for w in c.warnings)
+    c = load(edit(confdir, TRIGGER_COMMUNICATION_LOSS=True))
+    assert any("cannot tell a slow or cut network" in w for w in c.warnings)
+    bad = problems(edit(confdir, HEARTBEAT_TIMEOUT=3, HEARTBEAT_INTERVAL=2))
+    assert bad == [
+        "failover_config.py: HEARTBEAT_TIMEOUT: timing rule broken: expected HEARTBEAT_TIMEOUT (3) > "
+        "HEARTBEAT_INTERVAL (2) + CONTROL_TIMEOUT (5) = 7: one late heartbeat (sent every interval, each "
+        "given CONTROL_TIMEOUT) must not count as lost"
+    ]
+    assert problems(edit(confdir, TRIGGER_NORMAL_SHUTDOWN="yes")) == [
+        "failover_config.py: TRIGGER_NORMAL_SHUTDOWN: expected True or False, got str 'yes'"
+    ]

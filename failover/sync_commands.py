@@ -1,0 +1,122 @@
+"""`failover sync`: compare or copy SYNC_FILES from the ACTIVE host to the standby, and the two
+commands the standby runs for it over SSH (sync-inventory, sync-commit).
+
+Direction follows the ACTIVE host: `sync` runs only there, and sync-commit refuses to write on
+the ACTIVE host. Contents are never printed: only size, mode, owner and whether SHA-256 differs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from failover.cli import Context, FailoverError, main, pass_context
+from failover.config import Config
+from failover.machine import Role, State
+from failover.state import StateError, StateStore, wall_clock
+from failover.syncfiles import SyncError, commit, entry_of, inventory, remove
+from failover.syncpeer import Peer, Plan, write_result
+
+
+def own_state(config: Config, role: Role) -> State | None:
+    try:
+        node = StateStore(config.STATE_DIR, role, config.host_of(role)).load()
+    except StateError as e:
+        raise FailoverError(str(e)) from None
+    return node.state if node else None
+
+
+def table(plan: Plan) -> str:
+    lines = [f"{'STATUS':19} {'MODE':6} PATH"]
+    for row in plan.rows:
+        detail = f"  ({row.detail})" if row.detail and row.status != "equal" else ""
+        lines.append(f"{row.status:19} {row.mode:6} /{row.path}{detail}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--check", "mode", flag_value="check", default=True, help="Compare only (the default).")
+@click.option("--full", "mode", flag_value="full", help="Make the standby an exact copy of every 'sync' entry.")
+@click.option("--dry-run", is_flag=True, help="With --full: print the plan, change nothing.")
+@pass_context
+def sync(ctx: Context, mode: str, dry_run: bool) -> None:
+    """Files that must match on both hosts: compare (exit 0 only if all match) or copy them to the standby."""
+    config = ctx.config
+    me = ctx.role()
+    if not config.SYNC_FILES:
+        raise FailoverError("SYNC_FILES is empty: nothing to compare")
+    state = own_state(config, me)
+    if state is not State.ACTIVE:
+        peer = "slave" if me is Role.MASTER else "master"
+        raise FailoverError(f"this host (the {me}) is {state}: sync runs on the ACTIVE host (the {peer}?)")
+    try:
+        with Peer(config, me) as peer_link:
+            plan = peer_link.plan(full=mode == "full")
+            click.echo(table(plan))
+            different = [r for r in plan.rows if r.status != "equal"]
+            if mode == "check":
+                write_result(
+                    config, check_ok=not different, check_summary=f"{len(different)} of {len(plan.rows)} differ"
+                )
+                if different:
+                    raise FailoverError(f"{len(different)} of {len(plan.rows)} paths differ")
+                click.echo(f"all {len(plan.rows)} paths match")
+                return
+            click.echo(f"plan: send {len(plan.send)}, delete {len(plan.delete)} on the {peer_link.peer}")
+            for rel in plan.delete:
+                click.echo(f"  delete /{rel}")
+            if dry_run:
+                click.echo("dry run: nothing was changed")
+                return
+            for rel in plan.send:
+                click.echo(f"  {peer_link.send(rel)}")
+            for rel in plan.delete:
+                click.echo(f"  {peer_link.delete(rel)}")
+    except SyncError as e:
+        write_result(config, last_error=str(e))
+        raise FailoverError(f"sync failed: {e}") from None
+    write_result(config, check_ok=True, full_time=wall_clock(), paused=False, failures=0, last_error=None)
+    click.echo(f"full sync done: {len(plan.send)} sent, {len(plan.delete)} deleted; automatic sync resumes")
+
+
+@main.command("sync-inventory", hidden=True)
+@pass_context
+def sync_inventory(ctx: Context) -> None:
+    """Run over SSH on the standby: its SYNC_FILES as JSON (metadata and SHA-256, never content)."""
+    config = ctx.config
+    me = ctx.role()
+    try:
+        found = inventory(config.sync_root(me), config.sync_entries(), for_standby=False)
+    except SyncError as e:
+        raise FailoverError(str(e)) from None
+    json.dump({rel: info.to_json() for rel, info in found.items()}, sys.stdout)
+
+
+@main.command("sync-commit", hidden=True)
+@click.option("--path", "rel", required=True)
+@click.option("--tmp", "tmp_rel")
+@click.option("--sha256")
+@click.option("--delete", is_flag=True)
+@pass_context
+def sync_commit(ctx: Context, rel: str, tmp_rel: str | None, sha256: str | None, delete: bool) -> None:
+    """Run over SSH on the standby: put a received file in place (or delete one). Refused on the
+    ACTIVE host and for any path that is not a 'sync' entry."""
+    config = ctx.config
+    me = ctx.role()
+    if own_state(config, me) is State.ACTIVE:
+        raise FailoverError(f"the {me} is ACTIVE: a host never receives a sync while it is ACTIVE")
+    entry = entry_of(config.sync_entries(), rel)
+    if entry is None or entry.mode != "sync" or ".." in rel.split("/"):
+        raise FailoverError(f"/{rel} is not a 'sync' entry of SYNC_FILES here: refused")
+    root = config.sync_root(me)
+    try:
+        if delete:
+            click.echo(remove(root, rel))
+        elif tmp_rel and sha256:
+            click.echo(commit(root, tmp_rel, rel, sha256))
+        else:
+            raise FailoverError("sync-commit needs --tmp and --sha256, or --delete")
+    except (SyncError, OSError) as e:
+        raise FailoverError(f"/{rel}: {e}") from None

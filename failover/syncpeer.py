@@ -1,0 +1,211 @@
+"""Sync to the standby over SSH: its inventory from `failover sync-inventory` run there, files sent
+over SFTP to a temp file next to their place, then `failover sync-commit` there verifies the
+hash, makes the file durable and renames it (the previous version kept). The peer's host key is
+pinned (RLOGIN_KNOWN_HOSTS); every step has a timeout.
+
+A failed or interrupted transfer leaves only a temp file, never a half-written synced file; the
+next run removes stale temp files (sync-inventory does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import paramiko
+
+from failover.config import Config
+from failover.machine import Role
+from failover.state import atomic_write, wall_clock
+from failover.syncfiles import (
+    CHUNK,
+    TMP_PREFIX,
+    FileInfo,
+    Row,
+    SyncEntry,
+    SyncError,
+    compare,
+    file_hash,
+    inventory,
+    read_substituted,
+    real_path,
+)
+
+
+def remote_command(config: Config, peer: Role, *args: str) -> str:
+    failover = config.REMOTE_FAILOVER or shlex.join([sys.executable, "-m", "failover.cli"])
+    remote_config = config.REMOTE_CONFIG or os.path.join(config.base_dir, config.source)
+    return f"{failover} --config {shlex.quote(remote_config)} --role {peer.value} {shlex.join(args)}"
+
+
+@dataclass
+class Plan:
+    """What a sync would do: files to send, paths to delete on the standby, and why."""
+
+    rows: list[Row]
+    send: list[str]
+    delete: list[str]
+
+
+class Peer:
+    """One SSH connection to the standby, used for a whole check or sync."""
+
+    def __init__(self, config: Config, me: Role) -> None:
+        self.config, self.me = config, me
+        self.peer = Role.SLAVE if me is Role.MASTER else Role.MASTER
+        self.root = config.sync_root(self.peer)
+        self.client = paramiko.SSHClient()
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def __enter__(self) -> Peer:
+        c = self.config
+        if not c.RLOGIN_KNOWN_HOSTS:
+            raise SyncError("RLOGIN_KNOWN_HOSTS is not set: the peer's SSH host key must be pinned")
+        timeout = 2 * c.CONTROL_TIMEOUT
+        try:
+            self.client.load_host_keys(c.RLOGIN_KNOWN_HOSTS)
+            self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            self.client.connect(
+                c.host_of(self.peer),
+                port=c.RLOGIN_PORT,
+                username=c.RLOGIN_USER,
+                key_filename=c.RLOGIN_KEY_FILE,
+                password=c.RLOGIN_PASS,
+                look_for_keys=False,
+                allow_agent=False,
+                timeout=timeout,
+                banner_timeout=timeout,
+                auth_timeout=timeout,
+            )
+        except (paramiko.SSHException, OSError) as e:
+            self.client.close()
+            raise SyncError(f"ssh {c.RLOGIN_USER}@{c.host_of(self.peer)}:{c.RLOGIN_PORT}: {e}") from None
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.client.close()
+
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            self._sftp = self.client.open_sftp()
+            self._sftp.get_channel().settimeout(max(self.config.SCRIPT_TIMEOUT, 10.0))  # type: ignore[union-attr]
+        return self._sftp
+
+    def run(self, *args: str, timeout: float) -> str:
+        """Run `failover ARGS` on the standby; its stdout, or SyncError with its stderr."""
+        command = remote_command(self.config, self.peer, *args)
+        try:
+            _, out, err = self.client.exec_command(command, timeout=timeout)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+            code = out.channel.recv_exit_status()
+        except (paramiko.SSHException, OSError, TimeoutError) as e:
+            raise SyncError(f"{args[0]} on the {self.peer}: {e}") from None
+        if code != 0:
+            raise SyncError(f"{args[0]} on the {self.peer} exited {code}: {stderr.strip()[-500:]}")
+        return stdout
+
+    def inventory(self) -> dict[str, FileInfo]:
+        text = self.run("sync-inventory", timeout=self.config.SYNC_TIMEOUT)
+        try:
+            return {rel: FileInfo.from_json(info) for rel, info in json.loads(text).items()}
+        except (ValueError, TypeError) as e:
+            raise SyncError(f"the {self.peer}'s inventory is unreadable: {e}") from None
+
+    def plan(self, full: bool) -> Plan:
+        entries = self.config.sync_entries()
+        active = inventory(self.config.sync_root(self.me), entries, for_standby=True)
+        rows = compare(entries, active, self.inventory())
+        send = [r.path for r in rows if r.mode == "sync" and r.status in ("different", "missing on standby")]
+        delete = [r.path for r in rows if full and r.mode == "sync" and r.status == "missing on active"]
+        return Plan(rows, send, sorted(delete, reverse=True))  # children before their directories
+
+    def _parents(self, remote: str) -> None:
+        """mkdir -p of the directories above `remote`, under the peer's SYNC_ROOT."""
+        missing = []
+        directory = os.path.dirname(remote)
+        while directory and directory != os.path.dirname(directory):
+            try:
+                self.sftp.stat(directory)
+                break
+            except FileNotFoundError:
+                missing.append(directory)
+                directory = os.path.dirname(directory)
+        for path in reversed(missing):
+            with contextlib.suppress(OSError):  # made meanwhile
+                self.sftp.mkdir(path, 0o755)
+
+    def send(self, rel: str) -> str:
+        """Copy one file or directory to the standby, atomically, with its owner and mode."""
+        entries = self.config.sync_entries()
+        local = real_path(self.config.sync_root(self.me), rel)
+        remote = real_path(self.root, rel)
+        entry = next((e for e in entries if e.matches(rel)), SyncEntry(rel))
+        st = os.stat(local)
+        try:
+            self._parents(remote)
+            if os.path.isdir(local):
+                with contextlib.suppress(OSError):  # it exists: mode and owner below
+                    self.sftp.mkdir(remote, st.st_mode & 0o7777)
+                self.sftp.chmod(remote, st.st_mode & 0o7777)
+                self.sftp.chown(remote, st.st_uid, st.st_gid)
+                return f"{rel}/: directory"
+            tmp = os.path.join(os.path.dirname(remote), f"{TMP_PREFIX}{secrets.token_hex(6)}")
+            tmp_rel = os.path.relpath(tmp, self.root)
+            if entry.substitute:
+                data = read_substituted(local, entry.substitute)
+                with self.sftp.open(tmp, "wb") as f:
+                    f.write(data)
+            else:
+                with open(local, "rb") as src, self.sftp.open(tmp, "wb") as f:
+                    f.set_pipelined(True)
+                    while chunk := src.read(CHUNK):
+                        f.write(chunk)
+            self.sftp.chmod(tmp, st.st_mode & 0o7777)
+            self.sftp.chown(tmp, st.st_uid, st.st_gid)
+            self.sftp.utime(tmp, (st.st_atime, st.st_mtime))
+        except (OSError, paramiko.SSHException, EOFError) as e:
+            raise SyncError(f"{rel}: sending to the {self.peer} failed: {e}") from None
+        digest = inventory_hash(self.config, self.me, rel, entry)
+        return self.run(
+            "sync-commit", "--tmp", tmp_rel, "--path", rel, "--sha256", digest, timeout=self.config.SYNC_TIMEOUT
+        ).strip()
+
+    def delete(self, rel: str) -> str:
+        return self.run("sync-commit", "--path", rel, "--delete", timeout=self.config.SYNC_TIMEOUT).strip()
+
+
+def inventory_hash(config: Config, me: Role, rel: str, entry: SyncEntry) -> str:
+    return file_hash(real_path(config.sync_root(me), rel), entry.substitute)
+
+
+def result_path(config: Config) -> str:
+    return os.path.join(config.STATE_DIR, "sync.json")
+
+
+def read_result(config: Config) -> dict[str, Any]:
+    try:
+        with open(result_path(config)) as f:
+            data: dict[str, Any] = json.load(f)
+            return data
+    except (OSError, ValueError):
+        return {}
+
+
+def write_result(config: Config, **fields: Any) -> None:
+    """The last sync outcome, for `failover status` (wall clock: shown, never decided on)."""
+    data = {**read_result(config), **fields, "time": wall_clock(), "epoch": time.time()}
+    atomic_write(result_path(config), json.dumps(data).encode(), durable=False)
+
+
+def wait_time(failures: int, interval: float) -> float:
+    """Backoff after `failures` failed automatic syncs in a row: doubling, at most 8 intervals."""
+    return float(interval * min(8, 2 ** max(0, failures - 1)))

@@ -1,0 +1,257 @@
+"""SYNC_FILES end to end: real sshd on loopback, real agents, the two hosts' file trees in two
+directories (SYNC_ROOT), as on two machines (issue 6)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import psutil
+import pytest
+
+from failover.loopback import LoopbackPair
+from failover.machine import Role
+from tests.integration.conftest import wait_heartbeat_seen
+from tests.integration.test_fencing_e2e import ssh_settings
+from tests.sshd import SshdInstance
+
+M, S = Role.MASTER, Role.SLAVE
+MakePair = Callable[..., LoopbackPair]
+SECRET = "s3cr3t-never-printed"
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SshdInstance]:
+    instance = SshdInstance(str(tmp_path / "sshd"))
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def roots(pair: LoopbackPair) -> dict[Role, Path]:
+    return {role: Path(pair.dir, f"{role.value}-root") for role in Role}
+
+
+def put(root: Path, rel: str, text: str, mode: int = 0o644) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def sync_pair(make_pair: MakePair, sshd: SshdInstance, entries: Sequence[object], **settings: object) -> LoopbackPair:
+    pair = make_pair(start=False, **ssh_settings(sshd))
+    r = roots(pair)
+    for root in r.values():
+        root.mkdir()
+    pair.write_config(SYNC_FILES=entries, SYNC_ROOT={role.value: str(path) for role, path in r.items()}, **settings)
+    return pair
+
+
+def start(pair: LoopbackPair) -> None:
+    pair.pop3[M].start()
+    pair.start_agents(M)
+    pair.start_agents(S)
+    wait_heartbeat_seen(pair)
+
+
+def start_idle(pair: LoopbackPair) -> None:
+    """Start, and let the automatic sync's first pass (of an empty tree) finish; with
+    SYNC_INTERVAL 3600 it does nothing more during the test."""
+    start(pair)
+    result = Path(pair.dir, "state", "sync.json")
+    end = time.monotonic() + 20
+    while time.monotonic() < end and "auto_ok" not in (result.read_text() if result.exists() else ""):
+        time.sleep(0.05)
+    assert "auto_ok" in result.read_text()
+
+
+def test_check_tells_equal_different_missing_and_never_prints_a_secret(make_pair: MakePair, sshd: SshdInstance) -> None:
+    pair = sync_pair(make_pair, sshd, ["/etc/app", {"path": "/etc/secret.key", "mode": "verify"}], SYNC_INTERVAL=3600)
+    m, s = roots(pair)[M], roots(pair)[S]
+    start_idle(pair)
+    for root in (m, s):
+        put(root, "etc/app/same.conf", "same\n")
+    put(m, "etc/app/changed.conf", "new\n")
+    put(s, "etc/app/changed.conf", "old\n")
+    put(m, "etc/app/only-active.conf", "x\n")
+    put(s, "etc/app/only-standby.conf", "y\n")
+    put(m, "etc/secret.key", SECRET + "-master\n", 0o600)
+    put(s, "etc/secret.key", SECRET + "-slave\n", 0o600)
+    check = pair.failover("sync", "--check", role=M)
+    out = check.stdout + check.stderr
+    assert check.returncode == 1, out
+    lines = table(check.stdout)
+    assert lines["/etc/app/same.conf"].startswith("equal")
+    assert lines["/etc/app/changed.conf"].startswith("different") and "SHA-256" in lines["/etc/app/changed.conf"]
+    assert lines["/etc/app/only-active.conf"].startswith("missing on standby")
+    assert lines["/etc/app/only-standby.conf"].startswith("missing on active")
+    assert lines["/etc/secret.key"].startswith("different") and "verify" in lines["/etc/secret.key"]
+    assert SECRET not in out
+    assert "4 of 6 paths differ" in check.stderr
+    wrong_host = pair.failover("sync", "--check", role=S)
+    assert wrong_host.returncode == 1 and "sync runs on the ACTIVE host" in wrong_host.stderr
+
+
+def test_full_sync_plans_then_copies_deletes_keeps_prev_and_substitutes(
+    make_pair: MakePair, sshd: SshdInstance
+) -> None:
+    entries = [
+        "/etc/app",
+        {"path": "/etc/listen.conf", "substitute": {"10.0.0.1": "10.0.0.2"}},
+        {"path": "/etc/secret.key", "mode": "verify"},
+    ]
+    pair = sync_pair(make_pair, sshd, entries, SYNC_INTERVAL=3600)
+    m, s = roots(pair)[M], roots(pair)[S]
+    start_idle(pair)
+    put(m, "etc/app/a.conf", "new a\n", 0o640)
+    put(s, "etc/app/a.conf", "old a\n")
+    put(m, "etc/app/sub/b.conf", "b\n")
+    put(s, "etc/app/stale.conf", "gone soon\n")
+    put(m, "etc/listen.conf", "listen 10.0.0.1:110\n")
+    put(m, "etc/secret.key", SECRET + "-m\n", 0o600)
+    put(s, "etc/secret.key", SECRET + "-s\n", 0o600)
+    dry = pair.failover("sync", "--full", "--dry-run", role=M)
+    assert dry.returncode == 0, dry.stderr
+    assert "delete /etc/app/stale.conf" in dry.stdout and "dry run" in dry.stdout
+    assert (s / "etc/app/stale.conf").exists() and (s / "etc/app/a.conf").read_text() == "old a\n"
+    full = pair.failover("sync", "--full", role=M)
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert (s / "etc/app/a.conf").read_text() == "new a\n" and (s / "etc/app/a.conf").stat().st_mode & 0o777 == 0o640
+    assert (s / "etc/app/a.conf.failover-prev").read_text() == "old a\n"
+    assert (s / "etc/app/sub/b.conf").read_text() == "b\n" and not (s / "etc/app/stale.conf").exists()
+    assert (s / "etc/listen.conf").read_text() == "listen 10.0.0.2:110\n"
+    assert (m / "etc/listen.conf").read_text() == "listen 10.0.0.1:110\n"
+    assert (s / "etc/secret.key").read_text() == SECRET + "-s\n"  # verify: never copied
+    assert SECRET not in full.stdout + full.stderr
+    assert not list(s.rglob(".failover-tmp-*"))
+    check = pair.failover("sync", "--check", role=M)
+    statuses = {path: line.split()[0] for path, line in table(check.stdout).items()}
+    assert [p for p, st in statuses.items() if st != "equal"] == ["/etc/secret.key"]  # only the secret differs
+    assert "file sync: last check DIFFERENT" in pair.failover("status").stdout
+
+
+def test_a_changed_file_is_synced_automatically_and_the_direction_follows_the_active_host(
+    make_pair: MakePair, sshd: SshdInstance
+) -> None:
+    pair = sync_pair(make_pair, sshd, ["/etc/app"], SYNC_INTERVAL=0.5)
+    m, s = roots(pair)[M], roots(pair)[S]
+    put(m, "etc/app/one.conf", "1\n")
+    start(pair)
+    wait_file(s / "etc/app/one.conf", "1\n", 10)  # the first pass sends what differs
+    put(m, "etc/app/one.conf", "2\n")
+    started = time.monotonic()
+    wait_file(s / "etc/app/one.conf", "2\n", 10)
+    print(f"automatic sync of one changed file took {time.monotonic() - started:.2f} s (SYNC_INTERVAL 0.5)")
+    assert time.monotonic() - started < 0.5 + 3.0
+    pair.pop3[M].kill(signal.SIGKILL)  # a failover: the slave becomes ACTIVE
+    pair.wait_for(S, "ACTIVE", timeout=30)
+    put(s, "etc/app/one.conf", "3 from the new active host\n")
+    wait_file(m / "etc/app/one.conf", "3 from the new active host\n", 10)
+    time.sleep(1.5)
+    assert (s / "etc/app/one.conf").read_text() == "3 from the new active host\n"  # no loop back
+
+
+def test_a_dead_peer_leaves_the_old_file_fires_the_failure_script_and_pauses(
+    make_pair: MakePair, sshd: SshdInstance
+) -> None:
+    pair = sync_pair(make_pair, sshd, ["/data"], SYNC_INTERVAL=0.3, SYNC_FAILURE_LIMIT=2)
+    Path(pair.dir, "on-failure").write_text('#!/bin/sh\necho "$FAILOVER_REASON" >> sync-failures.log\n')
+    os.chmod(Path(pair.dir, "on-failure"), 0o755)
+    pair.write_config(SYNC_FAILURE_SCRIPTS=["./on-failure"])
+    m, s = roots(pair)[M], roots(pair)[S]
+    put(m, "data/big.bin", "")
+    put(s, "data/big.bin", "old\n")
+    start(pair)
+    wait_file(s / "data/big.bin", "", 10)
+    with open(m / "data/big.bin", "wb") as f:
+        f.write(os.urandom(64 * 1024 * 1024))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not list(s.rglob(".failover-tmp-*")):
+        time.sleep(0.01)
+    kill_sshd(sshd)  # mid-transfer
+    log = Path(pair.dir, "sync-failures.log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "PAUSED" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.1)
+    assert "sync to the standby failed" in log.read_text() and "PAUSED" in log.read_text()
+    assert (s / "data/big.bin").read_text() == ""  # the old version, whole
+    assert "automatic: PAUSED" in pair.failover("status").stdout
+    sshd.start()
+    full = pair.failover("sync", "--full", role=M, timeout=120)
+    assert full.returncode == 0, full.stderr
+    assert (s / "data/big.bin").stat().st_size == 64 * 1024 * 1024
+
+
+def test_a_file_over_100_mb_is_streamed(make_pair: MakePair, sshd: SshdInstance) -> None:
+    pair = sync_pair(make_pair, sshd, ["/data"])
+    m, s = roots(pair)[M], roots(pair)[S]
+    size = 120 * 1024 * 1024
+    with open(put(m, "data/huge.bin", ""), "wb") as f:
+        for _ in range(size // (1024 * 1024)):
+            f.write(os.urandom(1024 * 1024))
+    start(pair)
+    pair.stop_agents(M)  # only the command below sends it
+    pair.stop_agents(S)
+    command = [sys.executable, "-m", "failover.cli", "--config", pair.config_path, "--role", "master", "sync", "--full"]
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *command], capture_output=True, text=True, timeout=300, cwd=pair.dir
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (s / "data/huge.bin").stat().st_size == size
+    peak_mb = int(done.stdout.strip().splitlines()[-1]) / 1024
+    print(f"sync --full of a 120 MB file: peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < 100  # a whole-file read would be over 120 MB
+
+
+# Runs a command and prints its peak RSS (KiB), measured by the kernel for that child alone.
+PEAK_RSS = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(done.returncode)
+"""
+
+
+ROW = re.compile(r"^(equal|different|missing on standby|missing on active)\s+(sync|verify)\s+(\S+)")
+
+
+def table(stdout: str) -> dict[str, str]:
+    """`failover sync --check`'s rows by path."""
+    return {m.group(3): line for line in stdout.splitlines() if (m := ROW.match(line))}
+
+
+def wait_file(path: Path, text: str, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if path.read_text() == text:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{path} never held {text!r}\n{sync_logs(path)}")
+
+
+def kill_sshd(sshd: SshdInstance) -> None:
+    """kill -9 of sshd and of its per-connection children (they run in sessions of their own)."""
+    assert sshd.proc is not None
+    leader = psutil.Process(sshd.proc.pid)
+    for proc in [*leader.children(recursive=True), leader]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    sshd.proc.wait(5)
+
+
+def sync_logs(path: Path) -> str:
+    """The agents' logs of the pair that `path` belongs to (for a failure's message)."""
+    pair_dir = next(p for p in path.parents if (p / "log").is_dir())
+    return "\n".join(f"--- {f.name}\n{f.read_text()[-3000:]}" for f in sorted((pair_dir / "log").glob("*")))
