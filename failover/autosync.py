@@ -69,8 +69,8 @@ class AutoSync:
         with Peer(self.config, self.role) as peer:
             if self.snapshot is None:
                 changed = peer.plan(full=False).send
-            for rel in changed:
-                self.log.info("sync: %s", peer.send(rel))
+            for line in peer.send(changed):
+                self.log.info("sync: %s", line)
         self.snapshot = current
         return changed
 

@@ -7,7 +7,9 @@ the ACTIVE host. Contents are never printed: only size, mode, owner and whether 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 
 import click
@@ -16,7 +18,7 @@ from failover.cli import Context, FailoverError, main, pass_context
 from failover.config import Config
 from failover.machine import Role, State
 from failover.state import StateError, StateStore, wall_clock
-from failover.syncfiles import SyncError, commit, entry_of, inventory, remove
+from failover.syncfiles import TMP_PREFIX, SyncError, commit, entry_of, inventory, real_path, remove
 from failover.syncpeer import Peer, Plan, write_result
 
 
@@ -70,10 +72,8 @@ def sync(ctx: Context, mode: str, dry_run: bool) -> None:
             if dry_run:
                 click.echo("dry run: nothing was changed")
                 return
-            for rel in plan.send:
-                click.echo(f"  {peer_link.send(rel)}")
-            for rel in plan.delete:
-                click.echo(f"  {peer_link.delete(rel)}")
+            for line in peer_link.send(plan.send, plan.delete):
+                click.echo(f"  {line}")
     except SyncError as e:
         write_result(config, last_error=str(e))
         raise FailoverError(f"sync failed: {e}") from None
@@ -95,28 +95,38 @@ def sync_inventory(ctx: Context) -> None:
 
 
 @main.command("sync-commit", hidden=True)
-@click.option("--path", "rel", required=True)
-@click.option("--tmp", "tmp_rel")
-@click.option("--sha256")
-@click.option("--delete", is_flag=True)
+@click.option("--batch", is_flag=True, required=True, help="Read the JSON list of steps on stdin.")
 @pass_context
-def sync_commit(ctx: Context, rel: str, tmp_rel: str | None, sha256: str | None, delete: bool) -> None:
-    """Run over SSH on the standby: put a received file in place (or delete one). Refused on the
-    ACTIVE host and for any path that is not a 'sync' entry."""
+def sync_commit(ctx: Context, batch: bool) -> None:
+    """Run over SSH on the standby: put received temp files in place and delete paths, in order
+    ({"tmp", "path", "sha256"} or {"path", "delete": true}). Refused on the ACTIVE host and for
+    any path that is not a 'sync' entry; on the first failure the remaining temp files go."""
     config = ctx.config
     me = ctx.role()
     if own_state(config, me) is State.ACTIVE:
         raise FailoverError(f"the {me} is ACTIVE: a host never receives a sync while it is ACTIVE")
-    entry = entry_of(config.sync_entries(), rel)
-    if entry is None or entry.mode != "sync" or ".." in rel.split("/"):
-        raise FailoverError(f"/{rel} is not a 'sync' entry of SYNC_FILES here: refused")
-    root = config.sync_root(me)
     try:
-        if delete:
-            click.echo(remove(root, rel))
-        elif tmp_rel and sha256:
-            click.echo(commit(root, tmp_rel, rel, sha256))
-        else:
-            raise FailoverError("sync-commit needs --tmp and --sha256, or --delete")
-    except (SyncError, OSError) as e:
-        raise FailoverError(f"/{rel}: {e}") from None
+        steps = json.load(sys.stdin)
+        if not isinstance(steps, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("path"), str) for s in steps
+        ):
+            raise ValueError("expected a list of {path, ...}")
+    except ValueError as e:
+        raise FailoverError(f"sync-commit: bad input: {e}") from None
+    root = config.sync_root(me)
+    for i, item in enumerate(steps):
+        rel = item["path"]
+        entry = entry_of(config.sync_entries(), rel)
+        try:
+            if entry is None or entry.mode != "sync" or ".." in rel.split("/"):
+                raise SyncError(f"/{rel} is not a 'sync' entry of SYNC_FILES here: refused")
+            if item.get("delete"):
+                click.echo(remove(root, rel))
+            else:
+                click.echo(commit(root, str(item["tmp"]), rel, str(item["sha256"])))
+        except (SyncError, OSError, KeyError) as e:
+            for later in steps[i:]:
+                if later.get("tmp") and os.path.basename(str(later["tmp"])).startswith(TMP_PREFIX):
+                    with contextlib.suppress(OSError):
+                        os.unlink(real_path(root, str(later["tmp"])))
+            raise FailoverError(f"/{rel}: {e}") from None

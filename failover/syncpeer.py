@@ -10,12 +10,14 @@ next run removes stale temp files (sync-inventory does).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
 import shlex
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -33,7 +35,7 @@ from failover.syncfiles import (
     SyncEntry,
     SyncError,
     compare,
-    file_hash,
+    entry_of,
     inventory,
     read_substituted,
     real_path,
@@ -100,11 +102,14 @@ class Peer:
             self._sftp.get_channel().settimeout(max(self.config.SCRIPT_TIMEOUT, 10.0))  # type: ignore[union-attr]
         return self._sftp
 
-    def run(self, *args: str, timeout: float) -> str:
-        """Run `failover ARGS` on the standby; its stdout, or SyncError with its stderr."""
+    def run(self, *args: str, timeout: float, data: bytes = b"") -> str:
+        """Run `failover ARGS` on the standby (`data` on its stdin); its stdout, or SyncError."""
         command = remote_command(self.config, self.peer, *args)
         try:
-            _, out, err = self.client.exec_command(command, timeout=timeout)
+            into, out, err = self.client.exec_command(command, timeout=timeout)
+            if data:
+                into.write(data)
+            into.channel.shutdown_write()
             stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
             code = out.channel.recv_exit_status()
         except (paramiko.SSHException, OSError, TimeoutError) as e:
@@ -143,12 +148,12 @@ class Peer:
             with contextlib.suppress(OSError):  # made meanwhile
                 self.sftp.mkdir(path, 0o755)
 
-    def send(self, rel: str) -> str:
-        """Copy one file or directory to the standby, atomically, with its owner and mode."""
-        entries = self.config.sync_entries()
+    def stage(self, rel: str) -> dict[str, str] | None:
+        """Copy one file to a temp file next to its place on the standby, with its owner, mode and
+        times (a directory is made at once); the commit step puts it in place."""
         local = real_path(self.config.sync_root(self.me), rel)
         remote = real_path(self.root, rel)
-        entry = next((e for e in entries if e.matches(rel)), SyncEntry(rel))
+        entry = entry_of(self.config.sync_entries(), rel) or SyncEntry(rel)
         st = os.stat(local)
         try:
             self._parents(remote)
@@ -157,34 +162,44 @@ class Peer:
                     self.sftp.mkdir(remote, st.st_mode & 0o7777)
                 self.sftp.chmod(remote, st.st_mode & 0o7777)
                 self.sftp.chown(remote, st.st_uid, st.st_gid)
-                return f"{rel}/: directory"
+                return None
             tmp = os.path.join(os.path.dirname(remote), f"{TMP_PREFIX}{secrets.token_hex(6)}")
-            tmp_rel = os.path.relpath(tmp, self.root)
-            if entry.substitute:
-                data = read_substituted(local, entry.substitute)
-                with self.sftp.open(tmp, "wb") as f:
-                    f.write(data)
-            else:
-                with open(local, "rb") as src, self.sftp.open(tmp, "wb") as f:
-                    f.set_pipelined(True)
-                    while chunk := src.read(CHUNK):
-                        f.write(chunk)
+            digest = hashlib.sha256()
+            with self.sftp.open(tmp, "wb") as f:
+                f.set_pipelined(True)
+                for chunk in _chunks(local, entry):
+                    digest.update(chunk)
+                    f.write(chunk)
             self.sftp.chmod(tmp, st.st_mode & 0o7777)
             self.sftp.chown(tmp, st.st_uid, st.st_gid)
             self.sftp.utime(tmp, (st.st_atime, st.st_mtime))
         except (OSError, paramiko.SSHException, EOFError) as e:
             raise SyncError(f"{rel}: sending to the {self.peer} failed: {e}") from None
-        digest = inventory_hash(self.config, self.me, rel, entry)
-        return self.run(
-            "sync-commit", "--tmp", tmp_rel, "--path", rel, "--sha256", digest, timeout=self.config.SYNC_TIMEOUT
-        ).strip()
+        # the hash of what was sent: if the file changed while it was read, the commit still
+        # checks that the bytes that arrived are the bytes that were sent
+        return {"tmp": os.path.relpath(tmp, self.root), "path": rel, "sha256": digest.hexdigest()}
 
-    def delete(self, rel: str) -> str:
-        return self.run("sync-commit", "--path", rel, "--delete", timeout=self.config.SYNC_TIMEOUT).strip()
+    def commit(self, items: list[dict[str, Any]]) -> list[str]:
+        """Put staged files in place (and delete paths) on the standby, in one remote run."""
+        if not items:
+            return []
+        data = json.dumps(items).encode()
+        out = self.run("sync-commit", "--batch", timeout=self.config.SYNC_TIMEOUT, data=data)
+        return out.strip().splitlines()
+
+    def send(self, rels: Sequence[str], delete: Sequence[str] = ()) -> list[str]:
+        """Send these paths (parents before children) and delete those; what the standby did."""
+        staged = [item for rel in rels if (item := self.stage(rel)) is not None]
+        return self.commit([*staged, *({"path": rel, "delete": True} for rel in delete)])
 
 
-def inventory_hash(config: Config, me: Role, rel: str, entry: SyncEntry) -> str:
-    return file_hash(real_path(config.sync_root(me), rel), entry.substitute)
+def _chunks(path: str, entry: SyncEntry) -> Iterator[bytes]:
+    if entry.substitute:
+        yield read_substituted(path, entry.substitute)
+        return
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
 
 
 def result_path(config: Config) -> str:

@@ -5,15 +5,15 @@ set -eu
 cd "$(dirname "$0")/.."
 
 need_apt=""
-for binary in /usr/sbin/dovecot /usr/sbin/sshd /usr/sbin/haproxy /usr/sbin/ip; do
+for binary in /usr/sbin/dovecot /usr/sbin/sshd /usr/sbin/haproxy /usr/sbin/ip /usr/bin/rsync; do
     [ -x "$binary" ] || need_apt=yes
 done
 if [ -n "$need_apt" ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-        echo "setup: installing Debian packages (dovecot-pop3d, openssh-server, haproxy, iproute2)"
+        echo "setup: installing Debian packages (dovecot-pop3d, openssh-server, haproxy, iproute2, rsync)"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends dovecot-pop3d openssh-server haproxy iproute2 procps >/dev/null
+        apt-get install -y -qq --no-install-recommends dovecot-pop3d openssh-server haproxy iproute2 procps rsync >/dev/null
     else
         echo "setup: Dovecot is missing and this is not root on Debian: the demo will use the built-in POP3 responder" >&2
     fi
