@@ -91,6 +91,13 @@ CONFIG = {
     "AFTER_FAILOVER_SCRIPTS": [],
     "NOTIFY_SCRIPTS": [],
     "SYNC_FAILURE_SCRIPTS": [],
+    # Files that must match on both hosts, copied from the ACTIVE host to the other over SSH (the
+    # RLOGIN_* settings; RLOGIN_KNOWN_HOSTS holds both hosts' keys). Each entry: a path or glob, or
+    # {"path": ..., "mode": "sync" | "verify", "substitute": {"old address": "new address"}}.
+    # 'verify' entries (secrets, host-specific files) are compared, never copied.
+    "SYNC_FILES": [],  # for example ["/etc/dovecot", {"path": "/etc/ssl/private/mail.key", "mode": "verify"}]
+    "SYNC_INTERVAL": 10,  # the ACTIVE host's agent sends what changed this often
+    "SYNC_FAILURE_LIMIT": 5,  # failures in a row before automatic sync pauses (`failover sync --full` resumes)
     # Timing. The fast profile that `failover demo` and the benchmark use is:
     #   PROBE_INTERVAL 0.1, PROBE_FAILURES 3, REMOTE_POP3_TIMEOUT 0.5, HEARTBEAT_INTERVAL 0.5,
     #   HEARTBEAT_TIMEOUT 2, SHUTDOWN_ACK_TIMEOUT 10, SCRIPT_TIMEOUT 4, SERVICE_CHECK_TIMEOUT 3,
