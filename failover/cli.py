@@ -333,7 +333,11 @@ def confirm_fenced(ctx: Context, term: int | None, yes: bool) -> None:
     if ctx.role() is not Role.SLAVE:
         raise FailoverError("confirm-fenced runs on the slave")
     if not yes:
-        click.confirm("Is the master's service stopped, or the master powered off or cut off from clients?", abort=True)
+        click.confirm(
+            "Is the master powered off or cut off from its clients (or its agents and its service stopped)? "
+            "A stopped service alone is not enough: lhcd may restart it",
+            abort=True,
+        )
     body: dict[str, Any] = {"type": "CONFIRM_FENCED"}
     if term is not None:
         body["term"] = term

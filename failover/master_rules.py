@@ -5,6 +5,8 @@ Pure handlers for failover.machine's table; no I/O, time only from events.
 
 from __future__ import annotations
 
+import dataclasses
+
 from failover.model import (
     Action,
     Alert,
@@ -43,12 +45,12 @@ def started_stopping(p: Policy, n: NodeState, e: Event) -> Step:
 
 
 def started_active(p: Policy, n: NodeState, e: Event) -> Step:
-    # isolation is counted from now; restarts of an earlier boot mean nothing to this monotonic clock
-    return keep(n, last_contact=e.now, restarts=())
+    # isolation is counted from now; restarts and contact of an earlier boot mean nothing to this clock
+    return keep(n, last_contact=e.now, restarts=(), peer_contact=None)
 
 
 def started_restarting(p: Policy, n: NodeState, e: Event) -> Step:
-    return keep(n, CheckService(expect_up=True), last_contact=e.now, restarts=(), scripts_done=True)
+    return keep(n, CheckService(expect_up=True), last_contact=e.now, restarts=(), scripts_done=True, peer_contact=None)
 
 
 def _isolated(p: Policy, n: NodeState, e: Event) -> Step | None:
@@ -89,6 +91,22 @@ def _service_failed(p: Policy, n: NodeState, e: Event, detail: str) -> Step:
     if n.condition is Condition.FAILED:
         return keep(n, service_ok=False)
     recent = tuple(t for t in n.restarts if e.now - t < p.restart_window)
+    # Restart only while the slave answers: one that cannot be asked may be taking over (a fence
+    # an operator confirms for a master whose service is down must not be undone by a restart).
+    in_touch = n.peer_contact is not None and e.now - n.peer_contact <= p.heartbeat_timeout
+    if len(recent) < p.restart_limit and not in_touch:
+        reason = f"abnormal shutdown: the service failed and the slave does not answer, so no local restart: {detail}"
+        return move(
+            n,
+            e,
+            State.ACTIVE,
+            reason,
+            Alert(reason),
+            SendHeartbeat(),
+            restarts=recent,
+            condition=Condition.FAILED,
+            service_ok=False,
+        )
     if len(recent) < p.restart_limit:
         count = f"{len(recent) + 1}/{p.restart_limit} within {p.restart_window:g} s"
         return move(
@@ -276,7 +294,8 @@ def step_down_on_higher_term(p: Policy, n: NodeState, e: Event) -> Step:
     stops its service. Safety before maintenance: a hold does not keep a deposed node serving."""
     assert isinstance(e, PeerReport)
     if e.term <= n.term:
-        return peer_report_other(p, n, e)
+        step = peer_report_other(p, n, e)
+        return dataclasses.replace(step, state=dataclasses.replace(step.state, peer_contact=e.now))
     reason = f"deposed by term {e.term} (the {peer(n.role)} is {e.state}): stopping the service"
     return move(
         n,

@@ -165,6 +165,7 @@ class NodeState:
     # master: its service's condition (heartbeats carry it), the monotonic times of local restarts
     condition: Condition = Condition.UNKNOWN
     restarts: tuple[float, ...] = ()
+    peer_contact: float | None = None  # master: when the slave last answered a heartbeat
     # slave: what the master's last heartbeat said, and when it came (monotonic)
     master_condition: Condition = Condition.UNKNOWN
     last_heartbeat: float | None = None

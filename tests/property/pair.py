@@ -250,8 +250,10 @@ class MasterSlavePair:
         self.feed(role, Started(self.now))
 
     def confirm_fence(self) -> None:
-        """The operator confirms the fence; a careful operator does so only when the master is down."""
+        """The operator confirms the fence, as `confirm-fenced` asks: only once the master serves no
+        client (its service down), and by making sure it stays so (powered off or cut off)."""
         if not self.master.service_running:
+            self.master.lb_fenced = True
             self.feed(Role.SLAVE, FenceConfirmed(self.now, term=self.slave.node.term, method="operator"))
 
     def operator(self, role: Role, action: str) -> None:

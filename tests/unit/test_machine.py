@@ -487,7 +487,7 @@ def test_active_master_deposed_by_a_higher_term() -> None:
 
 def test_master_learns_but_ignores_equal_or_lower_terms() -> None:
     n = node(M, State.ACTIVE, term=3)
-    assert step(P, n, PeerReport(5, term=3, state=State.STANDBY)).state == n
+    assert step(P, n, PeerReport(5, term=3, state=State.STANDBY)).state == dataclasses.replace(n, peer_contact=5)
     s = step(P, node(M, State.INACTIVE, term=3), PeerReport(5, term=4, state=State.ACTIVE))
     assert s.state.term == 4 and s.state.state is State.INACTIVE and s.actions == ()
 

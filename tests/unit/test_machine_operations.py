@@ -69,9 +69,14 @@ def node(role: Role, state: State, **kw: object) -> NodeState:
 # ---------------------------------------------------------------------------- master: local restarts
 
 
+def heard(now: float) -> PeerReport:
+    """The slave answered a heartbeat: STANDBY in term 0."""
+    return PeerReport(now, term=0, state=State.STANDBY)
+
+
 def die_and_restart(n: NodeState, now: float, policy: Policy = P) -> list[Step]:
-    """The service dies; if the master restarts it, the restart works."""
-    steps = run(n, LocalHealth(now, False, "pid gone"), policy=policy)
+    """The slave answers, then the service dies; if the master restarts it, the restart works."""
+    steps = run(n, heard(now - 0.5), LocalHealth(now, False, "pid gone"), policy=policy)
     if steps[-1].state.state is State.RESTARTING:
         steps += run(
             steps[-1].state,
@@ -97,7 +102,7 @@ def test_the_restart_limit_counts_deaths_within_the_window(deaths: int, failed: 
 
 
 def test_a_restart_starts_the_restart_scripts_and_tells_the_slave() -> None:
-    s = step(P, initial_state(M), LocalHealth(5, False, "pid gone"))
+    s = run(initial_state(M), heard(4), LocalHealth(5, False, "pid gone"))[-1]
     assert s.state.state is State.RESTARTING and s.state.condition is Condition.RESTARTING
     assert kinds(s) == [SendHeartbeat, RunScripts] and s.actions[1] == RunScripts(ScriptKind.RESTART)
     assert "1/2" in s.state.reason
@@ -110,8 +115,16 @@ def test_restarts_outside_the_window_are_forgotten() -> None:
     assert n.condition is Condition.UP and n.restarts == (200.0, 210.0)
 
 
+def test_without_the_slave_the_master_does_not_restart_its_service() -> None:
+    """A slave that does not answer may be taking over: a restart could undo a fence."""
+    for n in (initial_state(M), step(P, initial_state(M), heard(1)).state):
+        s = step(P, n, LocalHealth(30, False, "pid gone"))
+        assert s.state.state is State.ACTIVE and s.state.condition is Condition.FAILED
+        assert "does not answer, so no local restart" in s.state.reason
+
+
 def test_a_failed_restart_counts_and_ends_in_abnormal_shutdown() -> None:
-    n = step(P, initial_state(M), LocalHealth(1, False, "pid gone")).state
+    n = run(initial_state(M), heard(0.5), LocalHealth(1, False, "pid gone"))[-1].state
     for now in (2.0, 3.0):
         n = run(n, ScriptsFinished(now, ScriptKind.RESTART, True), ServiceChecked(now, False, "refused"))[-1].state
     assert n.state is State.ACTIVE and n.condition is Condition.FAILED
@@ -124,7 +137,7 @@ def test_a_clean_stop_is_a_normal_shutdown_and_is_not_restarted() -> None:
 
 
 def test_a_shutdown_request_while_restarting_stops_the_service() -> None:
-    n = step(P, initial_state(M), LocalHealth(1, False)).state
+    n = run(initial_state(M), heard(0.5), LocalHealth(1, False))[-1].state
     s = step(P, n, ShutdownRequested(2, term=1))
     assert s.state.state is State.STOPPING and s.state.term == 1
 
