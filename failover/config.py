@@ -107,6 +107,7 @@ class Config:
     SYNC_INTERVAL: float
     SYNC_TIMEOUT: float
     SYNC_FAILURE_LIMIT: int
+    SYNC_START_SERVICES: bool
     SYNC_ROOT: dict[str, str]
     SERVICE_PIDFILE: str | None
     STATE_DIR: str
@@ -315,6 +316,15 @@ def _sync_files(value: Any) -> tuple[SyncEntry, ...]:
     return tuple(entries)
 
 
+def _never_start(value: Any) -> bool:
+    if value is not False:
+        raise _Bad(
+            "only False: starting the service on the standby after a sync would run it on both hosts "
+            "(it must run on one); the standby starts it only by a failover or `failover switchover`"
+        )
+    return False
+
+
 def _sync_root(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or set(value) != {"master", "slave"}:
         raise _Bad("expected {'master': DIR, 'slave': DIR} (both '/' on two real hosts)")
@@ -430,6 +440,7 @@ KEYS: tuple[Key, ...] = (
     Key("SYNC_INTERVAL", _number(0.1, 86400), 10.0, "the ACTIVE host looks for changed synced files this often"),
     Key("SYNC_TIMEOUT", _number(1, 86400), 600.0, "one remote step of a sync (inventory, commit) gives up after"),
     Key("SYNC_FAILURE_LIMIT", _integer(1, 1000), 5, "automatic sync pauses after this many failures in a row"),
+    Key("SYNC_START_SERVICES", _never_start, False, "a sync never starts a service (JSCAPE's option, refused)"),
     Key("SYNC_ROOT", _sync_root, {"master": "/", "slave": "/"}, "where SYNC_FILES live on each host"),
     Key("STATE_DIR", _text, "/var/lib/failover", "state files and journals"),
     Key("LOG_DIR", _text, "/var/log/failover", "daemon logs"),

@@ -18,7 +18,7 @@ from failover.cli import Context, FailoverError, main, pass_context
 from failover.config import Config
 from failover.machine import Role, State
 from failover.state import StateError, StateStore, wall_clock
-from failover.syncfiles import TMP_PREFIX, SyncError, commit, entry_of, inventory, real_path, remove
+from failover.syncfiles import TMP_PREFIX, SyncError, clean_temp, commit, entry_of, inventory, real_path, remove
 from failover.syncpeer import Peer, Plan, write_result
 
 
@@ -82,12 +82,17 @@ def sync(ctx: Context, mode: str, dry_run: bool) -> None:
 
 
 @main.command("sync-inventory", hidden=True)
+@click.option(
+    "--clean-temp", "clean_temp_first", is_flag=True, help="First remove temp files of interrupted transfers."
+)
 @pass_context
-def sync_inventory(ctx: Context) -> None:
+def sync_inventory(ctx: Context, clean_temp_first: bool) -> None:
     """Run over SSH on the standby: its SYNC_FILES as JSON (metadata and SHA-256, never content)."""
     config = ctx.config
     me = ctx.role()
     try:
+        if clean_temp_first and own_state(config, me) is not State.ACTIVE:
+            clean_temp(config.sync_root(me), config.sync_entries())
         found = inventory(config.sync_root(me), config.sync_entries(), for_standby=False)
     except SyncError as e:
         raise FailoverError(str(e)) from None

@@ -75,6 +75,19 @@ def _walk(root: str, entry: SyncEntry) -> Iterator[str]:
                     yield os.path.relpath(os.path.join(directory, name), root)
 
 
+def clean_temp(root: str, entries: tuple[SyncEntry, ...]) -> int:
+    """Remove temp files that interrupted transfers left in the synced directories."""
+    removed = 0
+    for entry in entries:
+        for path in glob.glob(os.path.join(root, entry.pattern.lstrip("/"))):
+            for directory, _, files in os.walk(path) if os.path.isdir(path) else []:
+                for name in files:
+                    if name.startswith(TMP_PREFIX):
+                        os.unlink(os.path.join(directory, name))
+                        removed += 1
+    return removed
+
+
 def substituted(data: bytes, pairs: tuple[tuple[str, str], ...]) -> bytes:
     for old, new in pairs:
         data = data.replace(old.encode(), new.encode())

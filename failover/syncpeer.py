@@ -118,8 +118,9 @@ class Peer:
             raise SyncError(f"{args[0]} on the {self.peer} exited {code}: {stderr.strip()[-500:]}")
         return stdout
 
-    def inventory(self) -> dict[str, FileInfo]:
-        text = self.run("sync-inventory", timeout=self.config.SYNC_TIMEOUT)
+    def inventory(self, clean_temp: bool = False) -> dict[str, FileInfo]:
+        args = ["sync-inventory", "--clean-temp"] if clean_temp else ["sync-inventory"]
+        text = self.run(*args, timeout=self.config.SYNC_TIMEOUT)
         try:
             return {rel: FileInfo.from_json(info) for rel, info in json.loads(text).items()}
         except (ValueError, TypeError) as e:
@@ -128,7 +129,7 @@ class Peer:
     def plan(self, full: bool) -> Plan:
         entries = self.config.sync_entries()
         active = inventory(self.config.sync_root(self.me), entries, for_standby=True)
-        rows = compare(entries, active, self.inventory())
+        rows = compare(entries, active, self.inventory(clean_temp=full))
         send = [r.path for r in rows if r.mode == "sync" and r.status in ("different", "missing on standby")]
         delete = [r.path for r in rows if full and r.mode == "sync" and r.status == "missing on active"]
         return Plan(rows, send, sorted(delete, reverse=True))  # children before their directories

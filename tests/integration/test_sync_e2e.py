@@ -189,6 +189,7 @@ def test_a_dead_peer_leaves_the_old_file_fires_the_failure_script_and_pauses(
     full = pair.failover("sync", "--full", role=M, timeout=120)
     assert full.returncode == 0, full.stderr
     assert (s / "data/big.bin").stat().st_size == 64 * 1024 * 1024
+    assert not list(s.rglob(".failover-tmp-*"))  # the full sync removed what the kill left
 
 
 def test_a_file_over_100_mb_is_streamed(make_pair: MakePair, sshd: SshdInstance) -> None:
