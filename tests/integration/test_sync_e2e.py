@@ -137,6 +137,10 @@ def test_full_sync_plans_then_copies_deletes_keeps_prev_and_substitutes(
     statuses = {path: line.split()[0] for path, line in table(check.stdout).items()}
     assert [p for p, st in statuses.items() if st != "equal"] == ["/etc/secret.key"]  # only the secret differs
     assert "file sync: last check DIFFERENT" in pair.failover("status").stdout
+    checked = pair.failover("check", role=M)
+    assert checked.returncode == 0 and "SYNC_FILES: 1 of 6 differ: /etc/secret.key" in checked.stderr
+    refused = pair.failover("switchover", "--yes")
+    assert refused.returncode == 1 and "not in sync" in refused.stderr and pair.state(S)["state"] == "STANDBY"
 
 
 def test_a_changed_file_is_synced_automatically_and_the_direction_follows_the_active_host(
