@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from failover.config_rules import TIMING_RULES, warnings_of
+from failover.config_values import Bad as _Bad
+from failover.config_values import LoadBalancerConfig, load_balancer, never_start, sync_files, sync_root
 from failover.machine import FenceMethod, OnAckTimeout, Policy, Role, Trigger
 from failover.syncfiles import SyncEntry
 
@@ -194,10 +196,6 @@ class Config:
 # The schema: one Key per config key. A parser returns the value or raises _Bad(problem).
 
 
-class _Bad(Exception):
-    pass
-
-
 REQUIRED = object()
 Parser = Callable[[Any], Any]
 
@@ -288,83 +286,7 @@ def _flag(value: Any) -> bool:
     return value
 
 
-def _sync_files(value: Any) -> tuple[SyncEntry, ...]:
-    """A list of absolute paths or globs, or dicts {"path", "mode": "sync"|"verify", "substitute"}."""
-    if value in (None, [], ()):
-        return ()
-    if not isinstance(value, list | tuple):
-        raise _Bad("expected a list of paths, or of dicts with path, mode and substitute")
-    entries = []
-    for i, item in enumerate(value):
-        if isinstance(item, str):
-            item = {"path": item}
-        if not isinstance(item, dict) or not isinstance(item.get("path"), str):
-            raise _Bad(f"item {i}: expected a path or a dict with a 'path'")
-        unknown = set(item) - {"path", "mode", "substitute"}
-        if unknown:
-            raise _Bad(f"item {i}: unknown fields {sorted(unknown)}; expected path, mode, substitute")
-        path, mode, pairs = item["path"], item.get("mode", "sync"), item.get("substitute") or {}
-        if not path.startswith("/") or ".." in path.split("/"):
-            raise _Bad(f"item {i}: {path!r}: expected an absolute path without '..'")
-        if mode not in ("sync", "verify"):
-            raise _Bad(f"item {i}: mode {mode!r}: expected 'sync' or 'verify'")
-        if not isinstance(pairs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
-            raise _Bad(f"item {i}: substitute must map strings to strings (old address -> new)")
-        if pairs and mode == "verify":
-            raise _Bad(f"item {i}: a 'verify' entry is never copied, so it cannot have a substitution")
-        entries.append(SyncEntry(path, mode, tuple(pairs.items())))
-    return tuple(entries)
-
-
-def _never_start(value: Any) -> bool:
-    if value is not False:
-        raise _Bad(
-            "only False: starting the service on the standby after a sync would run it on both hosts "
-            "(it must run on one); the standby starts it only by a failover or `failover switchover`"
-        )
-    return False
-
-
-def _sync_root(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or set(value) != {"master", "slave"}:
-        raise _Bad("expected {'master': DIR, 'slave': DIR} (both '/' on two real hosts)")
-    for role, path in value.items():
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise _Bad(f"{role}: expected an absolute directory, got {path!r}")
-    return dict(value)
-
-
 TRIGGER_FLAGS = (Trigger.ABNORMAL_SHUTDOWN, Trigger.COMMUNICATION_LOSS, Trigger.NORMAL_SHUTDOWN)
-
-
-@dataclass(frozen=True)
-class LoadBalancerConfig:
-    """LOAD_BALANCER: HAProxy's runtime API and the backend's server name of each host."""
-
-    address: str  # "unix:/run/haproxy/admin.sock" or "host:port"
-    backend: str
-    master_server: str
-    slave_server: str
-    timeout: float = 2.0
-
-
-def _load_balancer(value: Any) -> LoadBalancerConfig | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _Bad("expected None or a dict with address, backend, master_server, slave_server (and timeout)")
-    fields = {"address", "backend", "master_server", "slave_server", "timeout"}
-    unknown, missing = set(value) - fields, {"address", "backend", "master_server", "slave_server"} - set(value)
-    if unknown or missing:
-        raise _Bad(f"unknown fields {sorted(unknown)}, missing fields {sorted(missing)}; expected {sorted(fields)}")
-    for name in ("address", "backend", "master_server", "slave_server"):
-        if not isinstance(value[name], str) or not value[name].strip():
-            raise _Bad(f"{name} must be a non-empty string")
-    address = value["address"]
-    if not address.startswith("unix:") and not address.rpartition(":")[2].isdigit():
-        raise _Bad(f"address {address!r}: expected 'unix:/path/to/admin.sock' or 'host:port'")
-    timeout = _number(0.05, 60)(value.get("timeout", 2.0))
-    return LoadBalancerConfig(address, value["backend"], value["master_server"], value["slave_server"], timeout)
 
 
 def _witness(value: Any) -> str | None:
@@ -407,7 +329,7 @@ KEYS: tuple[Key, ...] = (
     Key("RLOGIN_KNOWN_HOSTS", _optional_text, None, "known_hosts file that pins the peer's host key"),
     Key("REMOTE_FAILOVER", _optional_text, None, "the failover command on the peer (default: the same as here)"),
     Key("REMOTE_CONFIG", _optional_text, None, "this config's path on the peer (default: the same path)"),
-    Key("LOAD_BALANCER", _load_balancer, None, "HAProxy runtime API, for the fence and the takeover"),
+    Key("LOAD_BALANCER", load_balancer, None, "HAProxy runtime API, for the fence and the takeover"),
     Key("FENCE_SCRIPTS", _optional_scripts, (), "run on the slave to fence the master; exit 0 = fenced"),
     Key("FENCE_TIMEOUT", _number(0.1, 3600), 90.0, "each step of the fence chain gives up after this"),
     Key("WITNESS", _witness, None, "host:port both hosts should reach (typically the load balancer)"),
@@ -436,12 +358,12 @@ KEYS: tuple[Key, ...] = (
     Key("AFTER_FAILOVER_SCRIPTS", _optional_scripts, (), "run once the service answers on its new host"),
     Key("NOTIFY_SCRIPTS", _optional_scripts, (), "run on every transition, with FAILOVER_* variables"),
     Key("SYNC_FAILURE_SCRIPTS", _optional_scripts, (), "run when the hosts cannot synchronise"),
-    Key("SYNC_FILES", _sync_files, (), "files that must match on both hosts (sync or verify)"),
+    Key("SYNC_FILES", sync_files, (), "files that must match on both hosts (sync or verify)"),
     Key("SYNC_INTERVAL", _number(0.1, 86400), 10.0, "the ACTIVE host looks for changed synced files this often"),
     Key("SYNC_TIMEOUT", _number(1, 86400), 600.0, "one remote step of a sync (inventory, commit) gives up after"),
     Key("SYNC_FAILURE_LIMIT", _integer(1, 1000), 5, "automatic sync pauses after this many failures in a row"),
-    Key("SYNC_START_SERVICES", _never_start, False, "a sync never starts a service (JSCAPE's option, refused)"),
-    Key("SYNC_ROOT", _sync_root, {"master": "/", "slave": "/"}, "where SYNC_FILES live on each host"),
+    Key("SYNC_START_SERVICES", never_start, False, "a sync never starts a service (JSCAPE's option, refused)"),
+    Key("SYNC_ROOT", sync_root, {"master": "/", "slave": "/"}, "where SYNC_FILES live on each host"),
     Key("STATE_DIR", _text, "/var/lib/failover", "state files and journals"),
     Key("LOG_DIR", _text, "/var/log/failover", "daemon logs"),
 )
