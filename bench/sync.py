@@ -26,7 +26,7 @@ from failover.localpop3 import make_world_readable_dir
 from failover.loopback import LoopbackPair
 from failover.machine import Role, State, Transition, initial_state
 from failover.state import StateStore
-from tests.integration.test_fencing_e2e import ssh_settings
+from tests.integration.conftest import ssh_settings
 from tests.sshd import SshdInstance
 
 PEAK_RSS = """

@@ -94,20 +94,7 @@ def _service_failed(p: Policy, n: NodeState, e: Event, detail: str) -> Step:
     # Restart only while the slave answers: one that cannot be asked may be taking over (a fence
     # an operator confirms for a master whose service is down must not be undone by a restart).
     in_touch = n.peer_contact is not None and e.now - n.peer_contact <= p.heartbeat_timeout
-    if len(recent) < p.restart_limit and not in_touch:
-        reason = f"abnormal shutdown: the service failed and the slave does not answer, so no local restart: {detail}"
-        return move(
-            n,
-            e,
-            State.ACTIVE,
-            reason,
-            Alert(reason),
-            SendHeartbeat(),
-            restarts=recent,
-            condition=Condition.FAILED,
-            service_ok=False,
-        )
-    if len(recent) < p.restart_limit:
+    if len(recent) < p.restart_limit and in_touch:
         count = f"{len(recent) + 1}/{p.restart_limit} within {p.restart_window:g} s"
         return move(
             n,
@@ -121,9 +108,12 @@ def _service_failed(p: Policy, n: NodeState, e: Event, detail: str) -> Step:
             service_ok=False,
             scripts_done=False,
         )
-    why = (
-        f"after {len(recent)} local restarts within {p.restart_window:g} s" if p.restart_limit else "(RESTART_LIMIT 0)"
-    )
+    if len(recent) < p.restart_limit:
+        why = "and the slave does not answer, so no local restart"
+    elif p.restart_limit:
+        why = f"after {len(recent)} local restarts within {p.restart_window:g} s"
+    else:
+        why = "(RESTART_LIMIT 0)"
     reason = f"abnormal shutdown: the service failed {why}: {detail}"
     return move(
         n,

@@ -24,6 +24,7 @@ from typing import Any
 
 import paramiko
 
+from agents.slave.rcmd import ssh_client
 from failover.config import Config
 from failover.machine import Role
 from failover.state import atomic_write, wall_clock
@@ -64,41 +65,41 @@ class Peer:
         self.config, self.me = config, me
         self.peer = Role.SLAVE if me is Role.MASTER else Role.MASTER
         self.root = config.sync_root(self.peer)
-        self.client = paramiko.SSHClient()
+        self.client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
 
     def __enter__(self) -> Peer:
         c = self.config
         if not c.RLOGIN_KNOWN_HOSTS:
             raise SyncError("RLOGIN_KNOWN_HOSTS is not set: the peer's SSH host key must be pinned")
-        timeout = 2 * c.CONTROL_TIMEOUT
+        host = c.host_of(self.peer)
         try:
-            self.client.load_host_keys(c.RLOGIN_KNOWN_HOSTS)
-            self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            self.client.connect(
-                c.host_of(self.peer),
-                port=c.RLOGIN_PORT,
-                username=c.RLOGIN_USER,
-                key_filename=c.RLOGIN_KEY_FILE,
-                password=c.RLOGIN_PASS,
-                look_for_keys=False,
-                allow_agent=False,
-                timeout=timeout,
-                banner_timeout=timeout,
-                auth_timeout=timeout,
+            self.client = ssh_client(
+                host,
+                c.RLOGIN_PORT,
+                c.RLOGIN_USER,
+                c.RLOGIN_KNOWN_HOSTS,
+                c.RLOGIN_KEY_FILE,
+                c.RLOGIN_PASS,
+                2 * c.CONTROL_TIMEOUT,
             )
         except (paramiko.SSHException, OSError) as e:
-            self.client.close()
-            raise SyncError(f"ssh {c.RLOGIN_USER}@{c.host_of(self.peer)}:{c.RLOGIN_PORT}: {e}") from None
+            raise SyncError(f"ssh {c.RLOGIN_USER}@{host}:{c.RLOGIN_PORT}: {e}") from None
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
+
+    @property
+    def ssh(self) -> paramiko.SSHClient:
+        assert self.client is not None, "use Peer as a context manager"
+        return self.client
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
-            self._sftp = self.client.open_sftp()
+            self._sftp = self.ssh.open_sftp()
             self._sftp.get_channel().settimeout(max(self.config.SCRIPT_TIMEOUT, 10.0))  # type: ignore[union-attr]
         return self._sftp
 
@@ -106,7 +107,7 @@ class Peer:
         """Run `failover ARGS` on the standby (`data` on its stdin); its stdout, or SyncError."""
         command = remote_command(self.config, self.peer, *args)
         try:
-            into, out, err = self.client.exec_command(command, timeout=timeout)
+            into, out, err = self.ssh.exec_command(command, timeout=timeout)
             if data:
                 into.write(data)
             into.channel.shutdown_write()

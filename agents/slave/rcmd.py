@@ -33,6 +33,33 @@ class RemoteResult:
     duration: float
 
 
+def ssh_client(
+    host: str, port: int, user: str, known_hosts: str, key_file: str | None, password: str | None, timeout: float
+) -> paramiko.SSHClient:
+    """An authenticated SSH connection to a peer whose host key is pinned in `known_hosts` (an
+    unknown or changed key is refused, never added); connecting and authenticating within `timeout`."""
+    client = paramiko.SSHClient()
+    try:
+        client.load_host_keys(known_hosts)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        client.connect(
+            host,
+            port=port,
+            username=user,
+            key_filename=key_file,
+            password=password,
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+        )
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
 @dataclass(frozen=True)
 class Rcmd:
     host: str
@@ -47,21 +74,10 @@ class Rcmd:
         start = time.monotonic()
         end = start + timeout
         connect = min(timeout, self.connect_timeout)
-        client = paramiko.SSHClient()
+        client: paramiko.SSHClient | None = None
         try:
-            client.load_host_keys(self.known_hosts)
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            client.connect(
-                self.host,
-                port=self.port,
-                username=self.user,
-                key_filename=self.key_file,
-                password=self.password,
-                look_for_keys=False,
-                allow_agent=False,
-                timeout=connect,
-                banner_timeout=connect,
-                auth_timeout=connect,
+            client = ssh_client(
+                self.host, self.port, self.user, self.known_hosts, self.key_file, self.password, connect
             )
             channel = client.get_transport().open_session(timeout=max(0.1, end - time.monotonic()))  # type: ignore[union-attr]
             channel.settimeout(0.2)
@@ -90,7 +106,8 @@ class Rcmd:
         except (TimeoutError, OSError) as e:
             raise RcmdError(f"ssh {self.user}@{self.host}:{self.port}: {e}") from None
         finally:
-            client.close()
+            if client is not None:
+                client.close()
 
 
 def from_config(config: Config, host: str) -> Rcmd:

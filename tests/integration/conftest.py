@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from failover.localpop3 import dovecot_available
 from failover.loopback import LoopbackPair
 from failover.machine import Role
 from tests.conftest import POP3_KIND
+from tests.sshd import SshdInstance
 
 # Timings of the tests' pair: fast, and small enough for the timing rules
 # (SHUTDOWN_ACK_TIMEOUT > SCRIPT_TIMEOUT x 1 + SERVICE_CHECK_TIMEOUT).
@@ -64,3 +67,22 @@ def wait_heartbeat_seen(pair: LoopbackPair, timeout: float = 15) -> None:
             pass
         time.sleep(0.05)
     raise TimeoutError(f"the agents did not start talking:\n{pair.logs()}")
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[SshdInstance]:
+    instance = SshdInstance(str(tmp_path / "sshd"))
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def ssh_settings(sshd: SshdInstance) -> dict[str, object]:
+    import pwd
+
+    return {
+        "RLOGIN_USER": pwd.getpwuid(os.getuid()).pw_name,
+        "RLOGIN_PORT": sshd.port,
+        "RLOGIN_KEY_FILE": sshd.key_file,
+        "RLOGIN_KNOWN_HOSTS": sshd.known_hosts,
+    }

@@ -5,41 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from failover.localhaproxy import HAProxyInstance
 from failover.localpop3 import free_port
 from failover.loopback import LoopbackPair, Poller
 from failover.machine import Role
-from tests.integration.conftest import wait_heartbeat_seen
+from tests.integration.conftest import ssh_settings, wait_heartbeat_seen
 from tests.sshd import SshdInstance
 
 M, S = Role.MASTER, Role.SLAVE
 MakePair = Callable[..., LoopbackPair]
 # these tests lose the master's agents (killed, frozen): only the communication-loss trigger fails over
 FENCE = {"FENCE_TIMEOUT": 15.0, "SHUTDOWN_ACK_TIMEOUT": 4.0, "TRIGGER_COMMUNICATION_LOSS": True}
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[SshdInstance]:
-    instance = SshdInstance(str(tmp_path / "sshd"))
-    instance.start()
-    yield instance
-    instance.stop()
-
-
-def ssh_settings(sshd: SshdInstance) -> dict[str, object]:
-    import pwd
-
-    return {
-        "RLOGIN_USER": pwd.getpwuid(os.getuid()).pw_name,
-        "RLOGIN_PORT": sshd.port,
-        "RLOGIN_KEY_FILE": sshd.key_file,
-        "RLOGIN_KNOWN_HOSTS": sshd.known_hosts,
-    }
 
 
 def with_haproxy(pair: LoopbackPair) -> HAProxyInstance:

@@ -10,29 +10,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
-import pytest
 
 from failover.loopback import LoopbackPair
 from failover.machine import Role
-from tests.integration.conftest import wait_heartbeat_seen
-from tests.integration.test_fencing_e2e import ssh_settings
+from tests.integration.conftest import ssh_settings, wait_heartbeat_seen
 from tests.sshd import SshdInstance
 
 M, S = Role.MASTER, Role.SLAVE
 MakePair = Callable[..., LoopbackPair]
 SECRET = "s3cr3t-never-printed"
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[SshdInstance]:
-    instance = SshdInstance(str(tmp_path / "sshd"))
-    instance.start()
-    yield instance
-    instance.stop()
 
 
 def roots(pair: LoopbackPair) -> dict[Role, Path]:

@@ -41,6 +41,8 @@ from failover.machine import (
     initial_state,
     step,
 )
+from tests.unit.test_machine import kinds, node
+from tests.unit.test_machine import run as run_events
 
 M, S = Role.MASTER, Role.SLAVE
 P = Policy(probe_failures=3, ack_timeout=10.0, restart_limit=2, restart_window=100.0)
@@ -50,20 +52,7 @@ HOOKED = dataclasses.replace(
 
 
 def run(n: NodeState, *events: object, policy: Policy = P) -> list[Step]:
-    steps = []
-    for e in events:
-        s = step(policy, n, e)  # type: ignore[arg-type]
-        steps.append(s)
-        n = s.state
-    return steps
-
-
-def kinds(s: Step) -> list[type]:
-    return [type(a) for a in s.actions]
-
-
-def node(role: Role, state: State, **kw: object) -> NodeState:
-    return dataclasses.replace(NodeState(role, state), **kw)  # type: ignore[arg-type]
+    return run_events(n, *events, policy=policy)
 
 
 # ---------------------------------------------------------------------------- master: local restarts
