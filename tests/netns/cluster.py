@@ -31,6 +31,7 @@ TIMINGS: dict[str, Any] = {
     "PROBE_FAILURES": 3,
     "REMOTE_POP3_TIMEOUT": 0.5,
     "HEARTBEAT_INTERVAL": 0.3,
+    "HEARTBEAT_TIMEOUT": 1.0,  # communication loss: no heartbeat for 1 s (and failed probes)
     "SHUTDOWN_ACK_TIMEOUT": 3.0,
     "SCRIPT_TIMEOUT": 1.0,
     "SERVICE_CHECK_TIMEOUT": 1.0,
