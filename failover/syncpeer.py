@@ -67,6 +67,7 @@ class Peer:
         self.root = config.sync_root(self.peer)
         self.client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        self._known_dirs: set[str] = set()  # directories known to exist on the standby
 
     def __enter__(self) -> Peer:
         c = self.config
@@ -139,7 +140,7 @@ class Peer:
         """mkdir -p of the directories above `remote`, under the peer's SYNC_ROOT."""
         missing = []
         directory = os.path.dirname(remote)
-        while directory and directory != os.path.dirname(directory):
+        while directory and directory != os.path.dirname(directory) and directory not in self._known_dirs:
             try:
                 self.sftp.stat(directory)
                 break
@@ -149,6 +150,8 @@ class Peer:
         for path in reversed(missing):
             with contextlib.suppress(OSError):  # made meanwhile
                 self.sftp.mkdir(path, 0o755)
+        self._known_dirs.update(missing)
+        self._known_dirs.add(os.path.dirname(remote))  # one stat per directory, not per file
 
     def stage(self, rel: str) -> dict[str, str] | None:
         """Copy one file to a temp file next to its place on the standby, with its owner, mode and
