@@ -39,8 +39,6 @@ from failover.machine import (
 from failover.protocol import Heartbeat, HeartbeatReply, ProtocolError
 from failover.state import wall_clock
 
-RECHECK = 1.0  # seconds a failed check is repeated while the service's process still runs
-
 
 class _Waiter:
     """A forwarded SHUTDOWN_YOUR_SERVICE waiting for the machine's Reply."""
@@ -81,10 +79,11 @@ class Lhcd(Agent):
             stop.wait(self.config.PROBE_INTERVAL)
 
     def check_own_service(self) -> tuple[bool, str]:
-        """The service's health; a failed check while its process still runs is repeated for a
-        moment, so a service in the middle of a clean stop is not taken for a crashed one."""
+        """The service's health; a failed check while its process still runs is repeated for up to
+        SERVICE_CHECK_TIMEOUT, so a service in the middle of a clean stop is not taken for a
+        crashed one (a killed service has no process: it is reported at once)."""
         ok, detail = service.health(self.config, Role.MASTER)
-        end = time.monotonic() + RECHECK
+        end = time.monotonic() + self.config.SERVICE_CHECK_TIMEOUT
         while not ok and service.process_runs(self.config, Role.MASTER) and time.monotonic() < end:
             time.sleep(0.1)
             ok, detail = service.health(self.config, Role.MASTER)
