@@ -21,4 +21,7 @@ if alive "$pid"; then
     sleep 0.2
 fi
 if alive "$pid"; then echo "dovecot: pid $pid still runs"; exit 1; fi
+# A login process the master forked just as the group got SIGTERM missed it, and would keep
+# the listening socket open: whatever is left of the group goes too.
+kill -s KILL -- "-$pid" 2>/dev/null || true
 echo "dovecot: stopped (pid $pid)"

@@ -241,7 +241,7 @@ class BothWatcher(threading.Thread):
             up = [pop3_probe("127.0.0.1", self.pair.pop3[r].port, 0.5).ok for r in Role]
             self.rounds += 1
             self.overlaps += all(up)
-            time.sleep(0.01)
+            time.sleep(0.02)  # a round every ~25 ms: enough to catch an overlap, light on Dovecot
 
     def stop(self) -> None:
         self.done.set()
@@ -272,7 +272,7 @@ def test_switchover_then_switchback_never_serves_from_both(make_pair: MakePair) 
         master, slave = pair.state(M), pair.state(S)
         assert (master["state"], master["term"], slave["state"]) == ("ACTIVE", 2, "STANDBY")
         assert haproxy.runtime().status(M) != "MAINT" and pair.pop3[M].running() and not pair.pop3[S].running()
-        assert watcher.rounds > 100 and watcher.overlaps == 0
+        assert watcher.rounds > 50 and watcher.overlaps == 0
         served = [a.server for a in poller.answers if a.server]
         changes = [b for a, b in itertools.pairwise(served) if a != b]
         assert changes == ["slave", "master"], changes  # one move over, one move back
