@@ -120,8 +120,20 @@ def test_the_ack_path_fences_the_master_at_the_load_balancer_and_enables_the_sla
 
 def test_an_isolated_master_stops_its_own_service(make_pair: MakePair) -> None:
     import socket as sock
+    import threading
 
+    # The witness accepts (and drops) every connection: one that never accepted would fill its
+    # backlog with the agents' probes and stop answering on its own after a few seconds.
     witness = sock.create_server(("127.0.0.1", 0))
+
+    def accept_all() -> None:
+        while True:
+            try:
+                witness.accept()[0].close()
+            except OSError:
+                return
+
+    threading.Thread(target=accept_all, daemon=True).start()
     pair = make_pair(
         start=False, WITNESS=f"127.0.0.1:{witness.getsockname()[1]}", ISOLATION_TIMEOUT=1.5, SHUTDOWN_ACK_TIMEOUT=6.0
     )
@@ -129,7 +141,8 @@ def test_an_isolated_master_stops_its_own_service(make_pair: MakePair) -> None:
     pair.stop_agents(S)  # the slave is gone...
     time.sleep(3.0)
     assert pair.state(M)["state"] == "ACTIVE"  # ...but the witness answers: the master is not isolated
-    witness.close()  # and now the witness is gone too
+    witness.shutdown(sock.SHUT_RDWR)  # and now the witness is gone too
+    witness.close()
     pair.wait_for(M, "INACTIVE", timeout=30)
     assert "isolated: reached neither the slave nor the witness" in reasons(pair, M)
     assert not pair.pop3[M].running()
@@ -170,8 +183,20 @@ def test_stopping_the_masters_agents_never_stops_its_service(make_pair: MakePair
     """Regression: lhcd's heartbeat thread stops first on SIGTERM; the loop must not then take the
     missing contact for isolation and stop the service while the agents shut down."""
     import socket as sock
+    import threading
 
+    # The witness accepts (and drops) every connection: one that never accepted would fill its
+    # backlog with the agents' probes and stop answering on its own after a few seconds.
     witness = sock.create_server(("127.0.0.1", 0))
+
+    def accept_all() -> None:
+        while True:
+            try:
+                witness.accept()[0].close()
+            except OSError:
+                return
+
+    threading.Thread(target=accept_all, daemon=True).start()
     pair = make_pair(
         start=False, WITNESS=f"127.0.0.1:{witness.getsockname()[1]}", ISOLATION_TIMEOUT=0.5, SHUTDOWN_ACK_TIMEOUT=6.0
     )
