@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
-import math
 import os
 import shlex
 import shutil
@@ -28,6 +27,7 @@ from typing import Any
 from failover.config_rules import TIMING_RULES, warnings_of
 from failover.config_values import Bad as _Bad
 from failover.config_values import LoadBalancerConfig, load_balancer, never_start, sync_files, sync_root
+from failover.config_values import seconds as _number
 from failover.machine import FenceMethod, OnAckTimeout, Policy, Role, Trigger
 from failover.syncfiles import SyncEntry
 
@@ -226,17 +226,6 @@ def _host(value: Any) -> str:
     if any(c.isspace() for c in text) or "/" in text:
         raise _Bad(f"expected a host name or IP address, got {text!r}")
     return text
-
-
-def _number(lo: float, hi: float) -> Parser:
-    def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Bad(f"expected a number of seconds, got {type(value).__name__} {value!r}")
-        if not math.isfinite(value) or not lo <= value <= hi:
-            raise _Bad(f"{value!r} is out of range: expected {lo:g} <= value <= {hi:g} (seconds)")
-        return float(value)
-
-    return parse
 
 
 def _integer(lo: int, hi: int, what: str = "integer", article: str = "an") -> Parser:

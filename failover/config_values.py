@@ -4,6 +4,7 @@ returns the value or raises Bad with the problem; failover.config names the key.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,17 @@ class Bad(Exception):
     """The value is wrong; the message says how."""
 
 
-def seconds(lo: float, hi: float, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Bad(f"expected a number of seconds, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise Bad(f"{value!r} is out of range: expected {lo:g} <= value <= {hi:g} (seconds)")
-    return float(value)
+def seconds(lo: float, hi: float) -> Callable[[Any], float]:
+    """A parser of a number of seconds in [lo, hi]."""
+
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Bad(f"expected a number of seconds, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise Bad(f"{value!r} is out of range: expected {lo:g} <= value <= {hi:g} (seconds)")
+        return float(value)
+
+    return parse
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ def load_balancer(value: Any) -> LoadBalancerConfig | None:
     address = value["address"]
     if not address.startswith("unix:") and not address.rpartition(":")[2].isdigit():
         raise Bad(f"address {address!r}: expected 'unix:/path/to/admin.sock' or 'host:port'")
-    timeout = seconds(0.05, 60, value.get("timeout", 2.0))
+    timeout = seconds(0.05, 60)(value.get("timeout", 2.0))
     return LoadBalancerConfig(address, value["backend"], value["master_server"], value["slave_server"], timeout)
 
 

@@ -12,11 +12,8 @@ The operator's `failover confirm-fenced` is the last step; it does not pass thro
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import sys
 
-from agents.slave.rcmd import RcmdError, from_config
+from agents.slave.rcmd import RcmdError, from_config, remote_failover
 from failover.config import Config
 from failover.loadbalancer import HAProxyRuntime, LoadBalancer, LoadBalancerError
 from failover.machine import FenceMethod, Role
@@ -30,12 +27,6 @@ def load_balancer(config: Config) -> LoadBalancer | None:
     return HAProxyRuntime(
         lb.address, lb.backend, {Role.MASTER: lb.master_server, Role.SLAVE: lb.slave_server}, lb.timeout
     )
-
-
-def remote_fence_command(config: Config, term: int) -> str:
-    failover = config.REMOTE_FAILOVER or shlex.join([sys.executable, "-m", "failover.cli"])
-    remote_config = config.REMOTE_CONFIG or os.path.join(config.base_dir, config.source)
-    return f"{failover} --config {shlex.quote(remote_config)} --role master fence-self --term {term}"
 
 
 def fence(config: Config, term: int, method: FenceMethod, env: dict[str, str]) -> tuple[bool, str]:
@@ -55,7 +46,7 @@ def fence(config: Config, term: int, method: FenceMethod, env: dict[str, str]) -
 
 
 def _ssh(config: Config, term: int) -> tuple[bool, str]:
-    command = remote_fence_command(config, term)
+    command = remote_failover(config, Role.MASTER, "fence-self", "--term", str(term))
     try:
         result = from_config(config, config.MASTER_HOST).run(command, config.FENCE_TIMEOUT)
     except RcmdError as e:

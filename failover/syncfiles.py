@@ -122,8 +122,12 @@ def describe(path: str, pairs: tuple[tuple[str, str], ...] = (), hashed: bool = 
         return FileInfo("dir", 0, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, 0)
     if not stat.S_ISREG(st.st_mode):
         raise SyncError(f"{path}: not a regular file or directory")
-    digest = file_hash(path, pairs) if hashed else ""
-    size = len(read_substituted(path, pairs)) if pairs and hashed else st.st_size
+    size, digest = st.st_size, ""
+    if hashed and pairs:  # the standby's copy: its size and hash are those of the substituted bytes
+        data = read_substituted(path, pairs)
+        size, digest = len(data), hashlib.sha256(data).hexdigest()
+    elif hashed:
+        digest = file_hash(path)
     return FileInfo("file", size, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, digest)
 
 

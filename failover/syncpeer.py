@@ -14,8 +14,6 @@ import hashlib
 import json
 import os
 import secrets
-import shlex
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from typing import Any
 
 import paramiko
 
-from agents.slave.rcmd import ssh_client
+from agents.slave.rcmd import remote_failover, ssh_client
 from failover.config import Config
 from failover.machine import Role
 from failover.state import atomic_write, wall_clock
@@ -41,12 +39,6 @@ from failover.syncfiles import (
     read_substituted,
     real_path,
 )
-
-
-def remote_command(config: Config, peer: Role, *args: str) -> str:
-    failover = config.REMOTE_FAILOVER or shlex.join([sys.executable, "-m", "failover.cli"])
-    remote_config = config.REMOTE_CONFIG or os.path.join(config.base_dir, config.source)
-    return f"{failover} --config {shlex.quote(remote_config)} --role {peer.value} {shlex.join(args)}"
 
 
 @dataclass
@@ -106,7 +98,7 @@ class Peer:
 
     def run(self, *args: str, timeout: float, data: bytes = b"") -> str:
         """Run `failover ARGS` on the standby (`data` on its stdin); its stdout, or SyncError."""
-        command = remote_command(self.config, self.peer, *args)
+        command = remote_failover(self.config, self.peer, *args)
         try:
             into, out, err = self.ssh.exec_command(command, timeout=timeout)
             if data:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import paramiko
 
 from failover.config import Config, ConfigError, load
+from failover.machine import Role
 
 
 class RcmdError(Exception):
@@ -31,6 +33,14 @@ class RemoteResult:
     stdout: str
     stderr: str
     duration: float
+
+
+def remote_failover(config: Config, role: Role, *args: str) -> str:
+    """The command line that runs `failover ARGS` as `role` on that host (REMOTE_FAILOVER and
+    REMOTE_CONFIG, by default the same command and config path as here)."""
+    failover = config.REMOTE_FAILOVER or shlex.join([sys.executable, "-m", "failover.cli"])
+    remote_config = config.REMOTE_CONFIG or os.path.join(config.base_dir, config.source)
+    return f"{failover} --config {shlex.quote(remote_config)} --role {role.value} {shlex.join(args)}"
 
 
 def ssh_client(
