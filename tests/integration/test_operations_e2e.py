@@ -99,7 +99,11 @@ def test_the_abnormal_shutdown_trigger(make_pair: MakePair, enabled: bool) -> No
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_normal_shutdown_trigger(make_pair: MakePair, enabled: bool) -> None:
-    pair = make_pair(TRIGGER_NORMAL_SHUTDOWN=enabled, RESTART_LIMIT=2)
+    # A clean stop is told from a crash once Dovecot's process is gone; lhcd waits for that up to
+    # SERVICE_CHECK_TIMEOUT, and a loaded CI machine once took over QUICK's 1.5 s to stop Dovecot.
+    pair = make_pair(
+        TRIGGER_NORMAL_SHUTDOWN=enabled, RESTART_LIMIT=2, SERVICE_CHECK_TIMEOUT=4.0, SHUTDOWN_ACK_TIMEOUT=8.0
+    )
     stop_cleanly(pair)
     if enabled:
         pair.wait_for(S, "ACTIVE", timeout=30)
