@@ -50,7 +50,8 @@ CONFIG = {
     "FENCE_TIMEOUT": 90,  # must exceed 2 x (SCRIPT_TIMEOUT x len(SHUTDOWN_SCRIPTS) + SERVICE_CHECK_TIMEOUT)
     # Scripts: a list, or the Perl tool's comma-separated string. Each runs in its own process
     # group, is killed after SCRIPT_TIMEOUT, and must be idempotent (an agent killed half-way runs
-    # it again). They get FAILOVER_ROLE, FAILOVER_TERM, FAILOVER_EVENT, ... in their environment.
+    # it again). They get FAILOVER_ROLE, FAILOVER_TERM, FAILOVER_EVENT, ... in their environment,
+    # and FAILOVER_SCRIPT_TIMEOUT: a stop script's grace for a slow service must end before it.
     "SHUTDOWN_SCRIPTS": ["./scripts/dovecot-stop.sh"],  # on the master, on SHUTDOWN_YOUR_SERVICE
     "STARTUP_SCRIPTS": ["./scripts/dovecot-start.sh"],  # on the slave, once the master is down
     "SERVICE_PIDFILE": "/run/dovecot/master.pid",  # lhcd reports the master's service down when it dies

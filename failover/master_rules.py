@@ -273,9 +273,10 @@ def stopping_service_checked(p: Policy, n: NodeState, e: Event) -> Step:
             condition=Condition.UNKNOWN,
         )
     reason = f"service still running after the shutdown scripts: {e.detail}"
+    reason += f"; scripts: {n.detail}" if n.detail else ""
     actions = [Alert(reason)]
     if n.role is Role.MASTER:
-        actions.insert(0, Reply(n.term, False, f"{reason}; scripts: {n.detail}"))
+        actions.insert(0, Reply(n.term, False, reason))
     return move(n, e, State.FAILED, reason, *actions)
 
 

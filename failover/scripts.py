@@ -5,6 +5,8 @@ run by /bin/sh in the config file's directory, one after the other; the first fa
 list. A script that outlives its timeout gets SIGTERM to its whole process group, then SIGKILL
 after a grace period, and is reported with what it printed. Output goes to a temporary file,
 not a pipe, so a daemon the script starts in the background cannot hold the run open.
+Every script finds its own timeout in FAILOVER_SCRIPT_TIMEOUT (seconds), so a stop script can
+give a slow service a grace period that still ends in time (scripts/dovecot-stop.sh does).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def run_script(command: str, timeout: float, cwd: str, env: Mapping[str, str] | 
         proc = subprocess.Popen(
             ["/bin/sh", "-c", command],
             cwd=cwd,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(env or {}), "FAILOVER_SCRIPT_TIMEOUT": f"{timeout:g}"},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -66,3 +66,8 @@ def test_a_daemon_started_by_a_script_does_not_hold_the_run_open(tmp_path: Path)
 def test_only_the_tail_of_a_huge_output_is_kept(tmp_path: Path) -> None:
     result = run_script("yes line | head -c 1000000; echo; echo the-end", 10, str(tmp_path))
     assert result.ok and len(result.output) <= 4096 and result.output.strip().endswith("the-end")
+
+
+def test_every_script_finds_its_own_timeout_in_its_environment(tmp_path: Path) -> None:
+    result = run_script("echo $FAILOVER_SCRIPT_TIMEOUT", 2.5, str(tmp_path))
+    assert result.ok and result.output.strip() == "2.5"

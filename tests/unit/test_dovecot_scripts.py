@@ -1,0 +1,48 @@
+"""scripts/dovecot-start.sh and dovecot-stop.sh against a real Dovecot, as the agents run them."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from failover.localpop3 import Pop3Instance
+from failover.probes import pop3_probe
+from failover.scripts import run_script
+
+
+@pytest.fixture
+def dovecot(pop3: Pop3Instance) -> Pop3Instance:
+    if pop3.kind != "dovecot":
+        pytest.skip("FAILOVER_TEST_POP3=builtin: no Dovecot scripts to test")
+    return pop3
+
+
+def test_start_is_idempotent(dovecot: Pop3Instance) -> None:
+    pid = dovecot.pid()
+    again = run_script(dovecot.start_command(), 10, dovecot.dir)
+    assert again.ok and "already running" in again.output
+    assert dovecot.pid() == pid
+
+
+def test_stop_closes_the_port_and_a_second_stop_is_a_no_op(dovecot: Pop3Instance) -> None:
+    stop = run_script(dovecot.stop_command(), 10, dovecot.dir)
+    assert stop.ok and "stopped" in stop.output, stop.output
+    assert pop3_probe(dovecot.address, dovecot.port, 2.0).refused
+    assert not dovecot.running()
+    again = run_script(dovecot.stop_command(), 10, dovecot.dir)
+    assert again.ok and "not running" in again.output
+
+
+def test_a_master_that_does_not_exit_on_sigterm_is_killed_within_the_script_timeout(dovecot: Pop3Instance) -> None:
+    # A stopped master keeps its SIGTERM pending, like a master sleeping while its children finish:
+    # it still holds the POP3 port. The grace is half of the 2 s timeout the script is given.
+    pid = dovecot.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    stop = run_script(dovecot.stop_command(), 2.0, dovecot.dir)
+    assert stop.ok, stop.summary() + stop.output
+    assert "SIGKILL after a 1 s grace" in stop.output
+    assert pop3_probe(dovecot.address, dovecot.port, 2.0).refused
+    assert not dovecot.running()
