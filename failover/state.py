@@ -34,7 +34,8 @@ def wall_clock() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make the renames and unlinks done in a directory durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -55,7 +56,7 @@ def atomic_write(path: str, data: bytes, durable: bool = True) -> None:
         os.close(fd)
     os.replace(tmp, path)
     if durable:
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
 
 def to_dict(node: NodeState) -> dict[str, Any]:

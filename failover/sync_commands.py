@@ -17,8 +17,18 @@ import click
 from failover.cli import Context, FailoverError, main, pass_context
 from failover.config import Config
 from failover.machine import Role, State
-from failover.state import StateError, StateStore, wall_clock
-from failover.syncfiles import TMP_PREFIX, SyncError, clean_temp, commit, entry_of, inventory, real_path, remove
+from failover.state import StateError, StateStore, fsync_dir, wall_clock
+from failover.syncfiles import (
+    TMP_PREFIX,
+    Attributes,
+    SyncError,
+    clean_temp,
+    commit,
+    entry_of,
+    inventory,
+    real_path,
+    remove,
+)
 from failover.syncpeer import Peer, Plan, write_result
 
 
@@ -104,7 +114,8 @@ def sync_inventory(ctx: Context, clean_temp_first: bool) -> None:
 @pass_context
 def sync_commit(ctx: Context, batch: bool) -> None:
     """Run over SSH on the standby: put received temp files in place and delete paths, in order
-    ({"tmp", "path", "sha256"} or {"path", "delete": true}). Refused on the ACTIVE host and for
+    ({"tmp", "path", "sha256", "mode", "uid", "gid", "atime_ns", "mtime_ns"} or
+    {"path", "delete": true}). Refused on the ACTIVE host and for
     any path that is not a 'sync' entry; on the first failure the remaining temp files go."""
     config = ctx.config
     me = ctx.role()
@@ -119,19 +130,26 @@ def sync_commit(ctx: Context, batch: bool) -> None:
     except ValueError as e:
         raise FailoverError(f"sync-commit: bad input: {e}") from None
     root = config.sync_root(me)
-    for i, item in enumerate(steps):
-        rel = item["path"]
-        entry = entry_of(config.sync_entries(), rel)
-        try:
-            if entry is None or entry.mode != "sync" or ".." in rel.split("/"):
-                raise SyncError(f"/{rel} is not a 'sync' entry of SYNC_FILES here: refused")
-            if item.get("delete"):
-                click.echo(remove(root, rel))
-            else:
-                click.echo(commit(root, str(item["tmp"]), rel, str(item["sha256"])))
-        except (SyncError, OSError, KeyError) as e:
-            for later in steps[i:]:
-                if later.get("tmp") and os.path.basename(str(later["tmp"])).startswith(TMP_PREFIX):
-                    with contextlib.suppress(OSError):
-                        os.unlink(real_path(root, str(later["tmp"])))
-            raise FailoverError(f"/{rel}: {e}") from None
+    changed: set[str] = set()  # directories whose renames and deletions are made durable at the end
+    try:
+        for i, item in enumerate(steps):
+            rel = item["path"]
+            entry = entry_of(config.sync_entries(), rel)
+            try:
+                if entry is None or entry.mode != "sync" or ".." in rel.split("/"):
+                    raise SyncError(f"/{rel} is not a 'sync' entry of SYNC_FILES here: refused")
+                changed.add(os.path.dirname(real_path(root, rel)))
+                if item.get("delete"):
+                    click.echo(remove(root, rel))
+                else:
+                    click.echo(commit(root, str(item["tmp"]), rel, str(item["sha256"]), Attributes.parse(item)))
+            except (SyncError, OSError, KeyError) as e:
+                for later in steps[i:]:
+                    if later.get("tmp") and os.path.basename(str(later["tmp"])).startswith(TMP_PREFIX):
+                        with contextlib.suppress(OSError):
+                            os.unlink(real_path(root, str(later["tmp"])))
+                raise FailoverError(f"/{rel}: {e}") from None
+    finally:
+        for directory in sorted(changed):
+            with contextlib.suppress(FileNotFoundError):  # a deleted directory's own entry is its parent's
+                fsync_dir(directory)

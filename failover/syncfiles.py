@@ -190,17 +190,34 @@ def compare(entries: tuple[SyncEntry, ...], active: dict[str, FileInfo], standby
 # ---------------------------------------------------------------------------------------------- receiving
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@dataclass(frozen=True)
+class Attributes:
+    """What a synced file carries besides its bytes."""
+
+    mode: int
+    uid: int
+    gid: int
+    atime_ns: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Attributes:
+        return cls(stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns)
+
+    @classmethod
+    def parse(cls, item: dict[str, Any]) -> Attributes:
+        """From a sync-commit step; a missing or non-integer field is refused."""
+        values = {name: item.get(name) for name in ("mode", "uid", "gid", "atime_ns", "mtime_ns")}
+        bad = [name for name, value in values.items() if not isinstance(value, int) or isinstance(value, bool)]
+        if bad or not 0 <= values["mode"] <= 0o7777:  # type: ignore[operator]
+            raise SyncError(f"bad attributes {', '.join(bad) or 'mode'} in {item!r}")
+        return cls(**values)  # type: ignore[arg-type]
 
 
-def commit(root: str, tmp_rel: str, rel: str, sha256: str) -> str:
-    """Put a received temp file in place: verify its hash, make it durable, keep the previous
-    version as FILE.failover-prev, rename atomically. Owner and mode were set on the temp file."""
+def commit(root: str, tmp_rel: str, rel: str, sha256: str, attributes: Attributes) -> str:
+    """Put a received temp file in place: verify its hash, give it its owner, mode and times,
+    make it durable, keep the previous version as FILE.failover-prev, rename atomically. The
+    caller makes the rename durable (fsync_dir, once per directory for a whole batch)."""
     tmp, final = real_path(root, tmp_rel), real_path(root, rel)
     if os.path.dirname(tmp) != os.path.dirname(final) or not os.path.basename(tmp).startswith(TMP_PREFIX):
         raise SyncError(f"{tmp_rel}: not a temp file next to {rel}")
@@ -208,6 +225,9 @@ def commit(root: str, tmp_rel: str, rel: str, sha256: str) -> str:
     if got != sha256:
         os.unlink(tmp)
         raise SyncError(f"{rel}: received content has SHA-256 {got[:12]}..., expected {sha256[:12]}...: discarded")
+    os.chown(tmp, attributes.uid, attributes.gid)
+    os.chmod(tmp, attributes.mode)  # after chown, which clears set-id bits
+    os.utime(tmp, ns=(attributes.atime_ns, attributes.mtime_ns))
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -221,16 +241,15 @@ def commit(root: str, tmp_rel: str, rel: str, sha256: str) -> str:
         os.link(final, prev_tmp)
         os.replace(prev_tmp, prev)
     os.replace(tmp, final)
-    _fsync_dir(os.path.dirname(final))
     return f"{rel}: in place ({sha256[:12]}...)"
 
 
 def remove(root: str, rel: str) -> str:
-    """Delete a file or an empty directory the ACTIVE host does not have (full sync)."""
+    """Delete a file or an empty directory the ACTIVE host does not have (full sync); the caller
+    makes it durable (fsync_dir)."""
     path = real_path(root, rel)
     if os.path.isdir(path) and not os.path.islink(path):
         os.rmdir(path)
     elif os.path.lexists(path):
         os.unlink(path)
-    _fsync_dir(os.path.dirname(path))
     return f"{rel}: deleted"

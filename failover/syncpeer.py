@@ -16,7 +16,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +29,7 @@ from failover.state import atomic_write, wall_clock
 from failover.syncfiles import (
     CHUNK,
     TMP_PREFIX,
+    Attributes,
     FileInfo,
     Row,
     SyncEntry,
@@ -163,18 +164,23 @@ class Peer:
             tmp = os.path.join(os.path.dirname(remote), f"{TMP_PREFIX}{secrets.token_hex(6)}")
             digest = hashlib.sha256()
             with self.sftp.open(tmp, "wb") as f:
+                # sftp-server creates it 0644: private before the first byte of a secret lands
+                f.chmod(0o600)
                 f.set_pipelined(True)
                 for chunk in _chunks(local, entry):
                     digest.update(chunk)
                     f.write(chunk)
-            self.sftp.chmod(tmp, st.st_mode & 0o7777)
-            self.sftp.chown(tmp, st.st_uid, st.st_gid)
-            self.sftp.utime(tmp, (st.st_atime, st.st_mtime))
         except (OSError, paramiko.SSHException, EOFError) as e:
             raise SyncError(f"{rel}: sending to the {self.peer} failed: {e}") from None
         # the hash of what was sent: if the file changed while it was read, the commit still
-        # checks that the bytes that arrived are the bytes that were sent
-        return {"tmp": os.path.relpath(tmp, self.root), "path": rel, "sha256": digest.hexdigest()}
+        # checks that the bytes that arrived are the bytes that were sent. Owner, mode and times
+        # go with it: the commit sets them there, no round trip per attribute.
+        return {
+            "tmp": os.path.relpath(tmp, self.root),
+            "path": rel,
+            "sha256": digest.hexdigest(),
+            **asdict(Attributes.of(st)),
+        }
 
     def commit(self, items: list[dict[str, Any]]) -> list[str]:
         """Put staged files in place (and delete paths) on the standby, in one remote run."""

@@ -169,15 +169,19 @@ def test_a_dead_peer_leaves_the_old_file_fires_the_failure_script_and_pauses(
     with open(m / "data/big.bin", "wb") as f:
         f.write(os.urandom(64 * 1024 * 1024))
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not list(s.rglob(".failover-tmp-*")):
+    while time.monotonic() < deadline and not any(p.stat().st_size for p in s.rglob(".failover-tmp-*")):
         time.sleep(0.01)
-    kill_sshd(sshd)  # mid-transfer
+    kill_sshd(sshd)  # mid-transfer: part of the file has arrived
     log = Path(pair.dir, "sync-failures.log")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and "PAUSED" not in (log.read_text() if log.exists() else ""):
         time.sleep(0.1)
     assert "sync to the standby failed" in log.read_text() and "PAUSED" in log.read_text()
     assert (s / "data/big.bin").read_text() == ""  # the old version, whole
+    leftovers = list(s.rglob(".failover-tmp-*"))
+    assert leftovers, "the kill left no temp file: the transfer was not cut"
+    # no byte of a file in transit is readable by others (sftp-server creates files 0644)
+    assert [oct(p.stat().st_mode & 0o777) for p in leftovers if p.stat().st_size] == ["0o600"]
     assert "automatic: PAUSED" in pair.failover("status").stdout
     sshd.start()
     full = pair.failover("sync", "--full", role=M, timeout=120)

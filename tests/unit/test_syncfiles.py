@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from failover.syncfiles import (
     TMP_PREFIX,
+    Attributes,
     SyncEntry,
     SyncError,
     commit,
@@ -68,26 +70,47 @@ def test_compare_names_every_difference_but_never_content(tmp_path: Path) -> Non
     assert not any("secret" in r.detail for r in rows.values())
 
 
-def test_commit_verifies_keeps_the_previous_version_and_renames(tmp_path: Path) -> None:
+ATTRIBUTES = Attributes(
+    mode=0o640, uid=65534, gid=65534, atime_ns=1_600_000_000_123_456_789, mtime_ns=1_500_000_000_555_555_555
+)
+
+
+def test_commit_verifies_keeps_the_previous_version_sets_the_attributes_and_renames(tmp_path: Path) -> None:
     put(tmp_path, "d/f", "old")
     tmp = put(tmp_path, f"d/{TMP_PREFIX}1", "new")
-    commit(str(tmp_path), f"d/{TMP_PREFIX}1", "d/f", file_hash(str(tmp)))
+    commit(str(tmp_path), f"d/{TMP_PREFIX}1", "d/f", file_hash(str(tmp)), ATTRIBUTES)
+    assert Attributes.of(os.stat(tmp_path / "d/f")) == ATTRIBUTES  # before a read updates the atime
     assert (tmp_path / "d/f").read_text() == "new" and (tmp_path / "d/f.failover-prev").read_text() == "old"
     assert not tmp.exists()
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {},
+        {**asdict(ATTRIBUTES), "mode": "0644"},
+        {**asdict(ATTRIBUTES), "mode": 0o17777},
+        {**asdict(ATTRIBUTES), "uid": True},
+        {**asdict(ATTRIBUTES), "mtime_ns": 1.5},
+    ],
+)
+def test_bad_attributes_in_a_commit_step_are_refused(item: dict[str, object]) -> None:
+    with pytest.raises(SyncError, match="bad attributes"):
+        Attributes.parse(item)
 
 
 def test_commit_refuses_a_file_whose_content_changed_and_leaves_the_old_one(tmp_path: Path) -> None:
     put(tmp_path, "d/f", "old")
     put(tmp_path, f"d/{TMP_PREFIX}2", "torn")
     with pytest.raises(SyncError, match="discarded"):
-        commit(str(tmp_path), f"d/{TMP_PREFIX}2", "d/f", "0" * 64)
+        commit(str(tmp_path), f"d/{TMP_PREFIX}2", "d/f", "0" * 64, ATTRIBUTES)
     assert (tmp_path / "d/f").read_text() == "old" and not (tmp_path / f"d/{TMP_PREFIX}2").exists()
 
 
 def test_commit_only_takes_a_temp_file_next_to_its_target(tmp_path: Path) -> None:
     put(tmp_path, "elsewhere/x", "x")
     with pytest.raises(SyncError, match="not a temp file"):
-        commit(str(tmp_path), "elsewhere/x", "d/f", "0" * 64)
+        commit(str(tmp_path), "elsewhere/x", "d/f", "0" * 64, ATTRIBUTES)
 
 
 def test_remove_deletes_files_and_empty_directories(tmp_path: Path) -> None:
