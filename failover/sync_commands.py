@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -133,23 +134,30 @@ def sync_commit(ctx: Context, batch: bool) -> None:
     changed: set[str] = set()  # directories whose renames and deletions are made durable at the end
     try:
         for i, item in enumerate(steps):
-            rel = item["path"]
-            entry = entry_of(config.sync_entries(), rel)
             try:
-                if entry is None or entry.mode != "sync" or ".." in rel.split("/"):
-                    raise SyncError(f"/{rel} is not a 'sync' entry of SYNC_FILES here: refused")
-                changed.add(os.path.dirname(real_path(root, rel)))
-                if item.get("delete"):
-                    click.echo(remove(root, rel))
-                else:
-                    click.echo(commit(root, str(item["tmp"]), rel, str(item["sha256"]), Attributes.parse(item)))
+                click.echo(_apply_step(config, root, item, changed))
             except (SyncError, OSError, KeyError) as e:
-                for later in steps[i:]:
-                    if later.get("tmp") and os.path.basename(str(later["tmp"])).startswith(TMP_PREFIX):
-                        with contextlib.suppress(OSError):
-                            os.unlink(real_path(root, str(later["tmp"])))
-                raise FailoverError(f"/{rel}: {e}") from None
+                _discard_temp_files(root, steps[i:])
+                raise FailoverError(f"/{item['path']}: {e}") from None
     finally:
         for directory in sorted(changed):
             with contextlib.suppress(FileNotFoundError):  # a deleted directory's own entry is its parent's
                 fsync_dir(directory)
+
+
+def _apply_step(config: Config, root: str, item: dict[str, Any], changed: set[str]) -> str:
+    rel = item["path"]
+    entry = entry_of(config.sync_entries(), rel)
+    if entry is None or entry.mode != "sync" or ".." in rel.split("/"):
+        raise SyncError(f"/{rel} is not a 'sync' entry of SYNC_FILES here: refused")
+    changed.add(os.path.dirname(real_path(root, rel)))
+    if item.get("delete"):
+        return remove(root, rel)
+    return commit(root, str(item["tmp"]), rel, str(item["sha256"]), Attributes.parse(item))
+
+
+def _discard_temp_files(root: str, steps: list[dict[str, Any]]) -> None:
+    for step in steps:
+        if step.get("tmp") and os.path.basename(str(step["tmp"])).startswith(TMP_PREFIX):
+            with contextlib.suppress(OSError):
+                os.unlink(real_path(root, str(step["tmp"])))

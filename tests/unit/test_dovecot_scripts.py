@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+from collections.abc import Iterator
 
 import pytest
 
-from failover.localpop3 import Pop3Instance
+from failover.localpop3 import Pop3Instance, dovecot_available, free_port, make_world_readable_dir
 from failover.probes import pop3_probe
 from failover.scripts import run_script
 
 
 @pytest.fixture
-def dovecot(pop3: Pop3Instance) -> Pop3Instance:
-    if pop3.kind != "dovecot":
-        pytest.skip("FAILOVER_TEST_POP3=builtin: no Dovecot scripts to test")
-    return pop3
+def dovecot() -> Iterator[Pop3Instance]:
+    """A started Dovecot, whatever FAILOVER_TEST_POP3 says: these are its scripts."""
+    if not dovecot_available():
+        pytest.fail("Dovecot is not installed: run scripts/setup.sh")
+    base = make_world_readable_dir("failover-test-scripts-")
+    instance = Pop3Instance(os.path.join(base, "dovecot"), free_port(), "dovecot", kind="dovecot")
+    os.chmod(instance.dir, 0o755)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_start_is_idempotent(dovecot: Pop3Instance) -> None:
