@@ -10,6 +10,9 @@
 set -u
 conf=${1:-/etc/dovecot/dovecot.conf}
 grace=${2:-$(awk -v t="${FAILOVER_SCRIPT_TIMEOUT:-10}" 'BEGIN { print t / 2 }')}
+case $grace in
+    ''|*[!0-9.]*|*.*.*|.) echo "dovecot-stop.sh: GRACE_SECONDS must be a number of seconds, not '$grace'"; exit 2 ;;
+esac
 base=$(/usr/bin/doveconf -c "$conf" -h base_dir) || { echo "cannot read $conf"; exit 1; }
 pidfile="$base/master.pid"
 alive() {  # a zombie (state Z) counts as dead

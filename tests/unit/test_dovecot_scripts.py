@@ -57,3 +57,9 @@ def test_a_master_that_does_not_exit_on_sigterm_is_killed_within_the_script_time
     assert "SIGKILL after a 1 s grace" in stop.output
     assert pop3_probe(dovecot.address, dovecot.port, 2.0).refused
     assert not dovecot.running()
+
+
+def test_a_bad_grace_is_refused_and_stops_nothing(dovecot: Pop3Instance) -> None:
+    stop = run_script(f"{dovecot.stop_command()} 1.5s", 10, dovecot.dir)
+    assert stop.returncode == 2 and "GRACE_SECONDS must be a number of seconds, not '1.5s'" in stop.output
+    assert dovecot.running() and pop3_probe(dovecot.address, dovecot.port, 2.0).ok
