@@ -9,12 +9,22 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from failover.localpop3 import Pop3Instance, dovecot_available, free_port, make_world_readable_dir
 
 POP3_KIND = os.environ.get("FAILOVER_TEST_POP3", "dovecot")
+
+
+def put(root: Path, rel: str, text: str, mode: int = 0o644) -> Path:
+    """Write a file under `root` (its directories made) with `mode`."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
 
 
 @pytest.fixture

@@ -40,15 +40,20 @@ def make_pair() -> Iterator[Callable[..., LoopbackPair]]:
         pair = LoopbackPair(pop3_kind=POP3_KIND, **{**QUICK, **overrides})
         pairs.append(pair)
         if start:
-            pair.pop3[Role.MASTER].start()
-            pair.start_agents(Role.MASTER)
-            pair.start_agents(Role.SLAVE)
-            wait_heartbeat_seen(pair)
+            start_pair(pair)
         return pair
 
     yield make
     for pair in pairs:
         pair.close()
+
+
+def start_pair(pair: LoopbackPair) -> None:
+    """The master's POP3 server, then both agents, until they talk."""
+    pair.pop3[Role.MASTER].start()
+    pair.start_agents(Role.MASTER)
+    pair.start_agents(Role.SLAVE)
+    wait_heartbeat_seen(pair)
 
 
 def wait_heartbeat_seen(pair: LoopbackPair, timeout: float = 15) -> None:

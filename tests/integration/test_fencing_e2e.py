@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +14,7 @@ from failover.localhaproxy import HAProxyInstance
 from failover.localpop3 import free_port
 from failover.loopback import LoopbackPair, Poller
 from failover.machine import Role
-from tests.integration.conftest import ssh_settings, wait_heartbeat_seen
+from tests.integration.conftest import ssh_settings, start_pair
 from tests.sshd import SshdInstance
 
 M, S = Role.MASTER, Role.SLAVE
@@ -35,22 +37,32 @@ def with_haproxy(pair: LoopbackPair) -> HAProxyInstance:
     return haproxy
 
 
-def start(pair: LoopbackPair) -> None:
-    pair.pop3[M].start()
-    pair.start_agents(M)
-    pair.start_agents(S)
-    wait_heartbeat_seen(pair)
-
-
 def reasons(pair: LoopbackPair, role: Role) -> str:
     return "\n".join(e["reason"] for e in pair.journal(role))
+
+
+def accepting_witness() -> socket.socket:
+    """A witness on loopback that accepts (and drops) every connection: one that never accepted
+    would fill its backlog with the agents' probes and stop answering on its own after a few
+    seconds. Close it to make the witness unreachable."""
+    witness = socket.create_server(("127.0.0.1", 0))
+
+    def accept_all() -> None:
+        while True:
+            try:
+                witness.accept()[0].close()
+            except OSError:
+                return
+
+    threading.Thread(target=accept_all, daemon=True).start()
+    return witness
 
 
 def test_no_ack_then_the_fence_by_ssh_stops_the_master_through_its_own_agent(
     make_pair: MakePair, sshd: SshdInstance
 ) -> None:
     pair = make_pair(start=False, **FENCE, **ssh_settings(sshd))
-    start(pair)
+    start_pair(pair)
     pair.kill_daemon("socketserver")  # no ACK can come over the control port
     pair.kill_daemon("lhcd")  # and the master's agent is gone too
     pair.pop3[M].kill(signal.SIGKILL)
@@ -69,7 +81,7 @@ def test_ssh_impossible_then_the_load_balancer_fence_keeps_clients_off_a_running
     pair = make_pair(start=False, **FENCE, **ssh_settings(sshd))
     haproxy = with_haproxy(pair)
     try:
-        start(pair)
+        start_pair(pair)
         poller = Poller(pair, through=haproxy.frontend)
         poller.start()
         sshd.stop()  # the fence by ssh cannot work
@@ -98,7 +110,7 @@ def test_the_ack_path_fences_the_master_at_the_load_balancer_and_enables_the_sla
     pair = make_pair(start=False, **FENCE)
     haproxy = with_haproxy(pair)
     try:
-        start(pair)
+        start_pair(pair)
         poller = Poller(pair, through=haproxy.frontend)
         poller.start()
         time.sleep(0.5)
@@ -119,29 +131,15 @@ def test_the_ack_path_fences_the_master_at_the_load_balancer_and_enables_the_sla
 
 
 def test_an_isolated_master_stops_its_own_service(make_pair: MakePair) -> None:
-    import socket as sock
-    import threading
-
-    # The witness accepts (and drops) every connection: one that never accepted would fill its
-    # backlog with the agents' probes and stop answering on its own after a few seconds.
-    witness = sock.create_server(("127.0.0.1", 0))
-
-    def accept_all() -> None:
-        while True:
-            try:
-                witness.accept()[0].close()
-            except OSError:
-                return
-
-    threading.Thread(target=accept_all, daemon=True).start()
+    witness = accepting_witness()
     pair = make_pair(
         start=False, WITNESS=f"127.0.0.1:{witness.getsockname()[1]}", ISOLATION_TIMEOUT=1.5, SHUTDOWN_ACK_TIMEOUT=6.0
     )
-    start(pair)
+    start_pair(pair)
     pair.stop_agents(S)  # the slave is gone...
     time.sleep(3.0)
     assert pair.state(M)["state"] == "ACTIVE"  # ...but the witness answers: the master is not isolated
-    witness.shutdown(sock.SHUT_RDWR)  # and now the witness is gone too
+    witness.shutdown(socket.SHUT_RDWR)  # and now the witness is gone too
     witness.close()
     pair.wait_for(M, "INACTIVE", timeout=30)
     assert "isolated: reached neither the slave nor the witness" in reasons(pair, M)
@@ -152,7 +150,7 @@ def test_a_frozen_master_is_fenced_at_the_load_balancer_and_stops_when_it_wakes(
     pair = make_pair(start=False, **FENCE)
     haproxy = with_haproxy(pair)
     try:
-        start(pair)
+        start_pair(pair)
         poller = Poller(pair, through=haproxy.frontend)
         poller.start()
         frozen = [pid for pid in (pair.daemon_pid("lhcd"), pair.daemon_pid("socketserver")) if pid]
@@ -182,26 +180,12 @@ def test_a_frozen_master_is_fenced_at_the_load_balancer_and_stops_when_it_wakes(
 def test_stopping_the_masters_agents_never_stops_its_service(make_pair: MakePair) -> None:
     """Regression: lhcd's heartbeat thread stops first on SIGTERM; the loop must not then take the
     missing contact for isolation and stop the service while the agents shut down."""
-    import socket as sock
-    import threading
-
-    # The witness accepts (and drops) every connection: one that never accepted would fill its
-    # backlog with the agents' probes and stop answering on its own after a few seconds.
-    witness = sock.create_server(("127.0.0.1", 0))
-
-    def accept_all() -> None:
-        while True:
-            try:
-                witness.accept()[0].close()
-            except OSError:
-                return
-
-    threading.Thread(target=accept_all, daemon=True).start()
+    witness = accepting_witness()
     pair = make_pair(
         start=False, WITNESS=f"127.0.0.1:{witness.getsockname()[1]}", ISOLATION_TIMEOUT=0.5, SHUTDOWN_ACK_TIMEOUT=6.0
     )
     try:
-        start(pair)
+        start_pair(pair)
         for _ in range(3):
             pair.stop_agents(M)
             time.sleep(0.3)

@@ -18,8 +18,8 @@ import pytest
 from failover.loopback import LoopbackPair, Poller
 from failover.machine import Role
 from failover.probes import pop3_probe
-from tests.integration.conftest import wait_heartbeat_seen
-from tests.integration.test_fencing_e2e import reasons, start, with_haproxy
+from tests.integration.conftest import start_pair, wait_heartbeat_seen
+from tests.integration.test_fencing_e2e import reasons, with_haproxy
 
 M, S = Role.MASTER, Role.SLAVE
 MakePair = Callable[..., LoopbackPair]
@@ -172,7 +172,7 @@ def test_hooks_run_in_order_with_the_event_in_their_environment(make_pair: MakeP
         NOTIFY_SCRIPTS=["./hook notify"],
         TRIGGER_ABNORMAL_SHUTDOWN_SCRIPTS=["./hook trigger"],
     )
-    start(pair)
+    start_pair(pair)
     pair.pop3[M].kill(signal.SIGKILL)
     pair.wait_for(S, "ACTIVE", timeout=30)
     eventually(lambda: any(line[0] == "after" for line in hook_lines(pair)), what="the after hook")
@@ -197,7 +197,7 @@ def test_hooks_run_in_order_with_the_event_in_their_environment(make_pair: MakeP
 def test_a_hanging_before_hook_is_killed_and_stops_the_failover(make_pair: MakePair) -> None:
     pair = make_pair(start=False)
     pair.write_config(BEFORE_FAILOVER_SCRIPTS=["sleep 61.5"])
-    start(pair)
+    start_pair(pair)
     pair.pop3[M].kill(signal.SIGKILL)
     held = pair.wait_for(S, "MAINTENANCE", timeout=30)
     assert "BEFORE_FAILOVER_SCRIPTS failed" in held["reason"] and "after its 2.0 s timeout" in held["reason"]
@@ -258,7 +258,7 @@ def test_switchover_then_switchback_never_serves_from_both(make_pair: MakePair) 
     pair = make_pair(start=False, SERVICE_CHECK_TIMEOUT=4.0, SHUTDOWN_ACK_TIMEOUT=8.0)
     haproxy = with_haproxy(pair)
     try:
-        start(pair)
+        start_pair(pair)
         watcher, poller = BothWatcher(pair), Poller(pair, through=haproxy.frontend)
         watcher.start()
         poller.start()

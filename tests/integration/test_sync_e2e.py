@@ -17,7 +17,8 @@ import psutil
 
 from failover.loopback import LoopbackPair
 from failover.machine import Role
-from tests.integration.conftest import ssh_settings, wait_heartbeat_seen
+from tests.conftest import put
+from tests.integration.conftest import ssh_settings, start_pair
 from tests.sshd import SshdInstance
 
 M, S = Role.MASTER, Role.SLAVE
@@ -29,14 +30,6 @@ def roots(pair: LoopbackPair) -> dict[Role, Path]:
     return {role: Path(pair.dir, f"{role.value}-root") for role in Role}
 
 
-def put(root: Path, rel: str, text: str, mode: int = 0o644) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    os.chmod(path, mode)
-    return path
-
-
 def sync_pair(make_pair: MakePair, sshd: SshdInstance, entries: Sequence[object], **settings: object) -> LoopbackPair:
     pair = make_pair(start=False, **ssh_settings(sshd))
     r = roots(pair)
@@ -46,17 +39,10 @@ def sync_pair(make_pair: MakePair, sshd: SshdInstance, entries: Sequence[object]
     return pair
 
 
-def start(pair: LoopbackPair) -> None:
-    pair.pop3[M].start()
-    pair.start_agents(M)
-    pair.start_agents(S)
-    wait_heartbeat_seen(pair)
-
-
 def start_idle(pair: LoopbackPair) -> None:
     """Start, and let the automatic sync's first pass (of an empty tree) finish; with
     SYNC_INTERVAL 3600 it does nothing more during the test."""
-    start(pair)
+    start_pair(pair)
     result = Path(pair.dir, "state", "sync.json")
     end = time.monotonic() + 20
     while time.monotonic() < end and "auto_ok" not in (result.read_text() if result.exists() else ""):
@@ -139,7 +125,7 @@ def test_a_changed_file_is_synced_automatically_and_the_direction_follows_the_ac
     pair = sync_pair(make_pair, sshd, ["/etc/app"], SYNC_INTERVAL=0.5)
     m, s = roots(pair)[M], roots(pair)[S]
     put(m, "etc/app/one.conf", "1\n")
-    start(pair)
+    start_pair(pair)
     wait_file(s / "etc/app/one.conf", "1\n", 10)  # the first pass sends what differs
     put(m, "etc/app/one.conf", "2\n")
     started = time.monotonic()
@@ -164,7 +150,7 @@ def test_a_dead_peer_leaves_the_old_file_fires_the_failure_script_and_pauses(
     m, s = roots(pair)[M], roots(pair)[S]
     put(m, "data/big.bin", "")
     put(s, "data/big.bin", "old\n")
-    start(pair)
+    start_pair(pair)
     wait_file(s / "data/big.bin", "", 10)
     with open(m / "data/big.bin", "wb") as f:
         f.write(os.urandom(64 * 1024 * 1024))
@@ -197,7 +183,7 @@ def test_a_file_over_100_mb_is_streamed(make_pair: MakePair, sshd: SshdInstance)
     with open(put(m, "data/huge.bin", ""), "wb") as f:
         for _ in range(size // (1024 * 1024)):
             f.write(os.urandom(1024 * 1024))
-    start(pair)
+    start_pair(pair)
     pair.stop_agents(M)  # only the command below sends it
     pair.stop_agents(S)
     command = [sys.executable, "-m", "failover.cli", "--config", pair.config_path, "--role", "master", "sync", "--full"]

@@ -19,14 +19,7 @@ from failover.syncfiles import (
     inventory,
     remove,
 )
-
-
-def put(root: Path, rel: str, text: str, mode: int = 0o644) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    os.chmod(path, mode)
-    return path
+from tests.conftest import put
 
 
 def test_inventory_walks_directories_globs_and_skips_its_own_temp_and_prev_files(tmp_path: Path) -> None:
