@@ -18,7 +18,7 @@ import click
 
 from failover.channel import ChannelError, local_call, request
 from failover.config import Config, ConfigError, find_role, load
-from failover.daemon import DAEMONS, MODULES, pid_path, running_pid, socket_path
+from failover.daemon import DAEMONS, MODULES, PidUnknown, pid_path, running_pid, signal_daemon, socket_path
 from failover.machine import Role, State
 from failover.protocol import ProtocolError, StatusReply, StatusRequest
 from failover.state import ensure_private_dir
@@ -192,7 +192,7 @@ def _command(ctx: Context, name: str, foreground: bool) -> list[str]:
 def _wait_started(config: Config, name: str, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        pid = running_pid(pid_path(config, name))
+        pid = _daemon_pid(config, name)
         if pid:
             if name.startswith("socketserver"):
                 role = Role.MASTER if name == "socketserver" else Role.SLAVE
@@ -221,7 +221,7 @@ def start(ctx: Context, role: str, foreground: bool) -> None:
     find_role(config, the_role)
     for warning in config.warnings:
         click.echo(f"{config.source}: warning: {warning}", err=True)
-    running = {n: running_pid(pid_path(config, n)) for n in DAEMONS[the_role]}
+    running = {n: _daemon_pid(config, n) for n in DAEMONS[the_role]}
     if all(running.values()):
         already = ", ".join(f"{n} (pid {p})" for n, p in running.items())
         raise FailoverError(f"already running: {already}; `failover stop {role}` stops them")
@@ -285,6 +285,14 @@ def _run_foreground(ctx: Context, config: Config, role: Role) -> None:
         raise FailoverError(f"a daemon exited: {dict(zip(DAEMONS[role], codes, strict=False))}")
 
 
+def _daemon_pid(config: Config, name: str) -> int | None:
+    """The running daemon's pid (always > 1), or None; a pid that cannot be known is an error."""
+    try:
+        return running_pid(pid_path(config, name))
+    except PidUnknown as e:
+        raise FailoverError(f"{name}: {e}") from None
+
+
 @main.command()
 @role_argument
 @pass_context
@@ -292,15 +300,20 @@ def stop(ctx: Context, role: str) -> None:
     """Stop this host's daemons. The service itself keeps its state (it is not stopped)."""
     config = ctx.config
     for name in reversed(DAEMONS[Role(role)]):
-        pid = running_pid(pid_path(config, name))
+        pid = _daemon_pid(config, name)
         if not pid:
             click.echo(f"{name}: not running")
             continue
-        os.kill(pid, signal.SIGTERM)
+        try:
+            signal_daemon(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass  # it exited between the lock check and the signal
+        except PidUnknown as e:
+            raise FailoverError(f"{name}: {e}") from None
         end = time.monotonic() + 10
-        while running_pid(pid_path(config, name)) and time.monotonic() < end:
+        while _daemon_pid(config, name) and time.monotonic() < end:
             time.sleep(0.02)
-        if running_pid(pid_path(config, name)):
+        if _daemon_pid(config, name):
             raise FailoverError(f"{name} (pid {pid}) did not stop within 10 s")
         click.echo(f"{name} stopped (pid {pid})")
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,23 +70,56 @@ class PidLock:
         os.close(self.fd)
 
 
+class PidUnknown(Exception):
+    """A daemon holds its pid lock but its pid file names no valid pid: it cannot be signalled."""
+
+
+PID_WRITE_WAIT = 1.0  # the holder writes its pid right after taking the lock: this covers that gap
+
+
+def _valid_pid(text: bytes) -> int | None:
+    """The pid in a pid file's text, only if it can be a daemon's (> 1: kill(-1) or kill(0)
+    would signal every process or a whole group, and pid 1 is init)."""
+    try:
+        pid = int(text.split()[0])
+    except (ValueError, IndexError):
+        return None
+    return pid if pid > 1 else None
+
+
 def running_pid(path: str) -> int | None:
-    """The pid of the daemon holding this pid file, or None when none holds it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
+    """The pid of the daemon holding this pid file, or None when none holds it. The pid is
+    always > 1; a holder whose pid stays unreadable raises PidUnknown rather than giving a
+    number that a caller could pass to os.kill."""
+    end = time.monotonic() + PID_WRITE_WAIT
+    while True:
         try:
-            return int(os.read(fd, 32).split()[0])
-        except (ValueError, IndexError):
-            return -1
-    else:
-        return None
-    finally:
-        os.close(fd)
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.read(fd, 32)
+            else:
+                return None  # nobody holds it
+        finally:
+            os.close(fd)
+        pid = _valid_pid(text)
+        if pid is not None:
+            return pid
+        if time.monotonic() >= end:
+            raise PidUnknown(f"{path} is locked by a running daemon but names no valid pid ({text[:20]!r})")
+        time.sleep(0.01)
+
+
+def signal_daemon(pid: int, sig: int) -> None:
+    """Send `sig` to one daemon process. Refuses what is not one process of another program:
+    pid <= 1 (every process, our group, init) and our own pid."""
+    if pid <= 1 or pid == os.getpid():
+        raise PidUnknown(f"refusing to send signal {sig} to pid {pid}")
+    os.kill(pid, sig)
 
 
 def setup_logging(config: Config, name: str, role: Role, foreground: bool) -> logging.Logger:

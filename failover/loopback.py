@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from failover.daemon import DAEMONS, running_pid
+from failover.daemon import DAEMONS, PidUnknown, running_pid, signal_daemon
 from failover.localpop3 import PASSWORD, USER, Pop3Instance, free_port, make_world_readable_dir
 from failover.machine import Role
 from failover.probes import pop3_probe
@@ -164,7 +164,7 @@ esac
     def kill_daemon(self, name: str, sig: int = signal.SIGKILL) -> None:
         pid = self.daemon_pid(name)
         if pid:
-            os.kill(pid, sig)
+            signal_daemon(pid, sig)
             end = time.monotonic() + 10
             while self.daemon_pid(name) and time.monotonic() < end:
                 time.sleep(0.01)
@@ -204,10 +204,11 @@ esac
     def close(self, remove: bool = True) -> None:
         for role in Role:
             for name in DAEMONS[role]:
-                pid = running_pid(pid_path_in(self.dir, name))
-                if pid:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(PidUnknown):
+                    pid = running_pid(pid_path_in(self.dir, name))
+                    if pid:
+                        with contextlib.suppress(ProcessLookupError):
+                            signal_daemon(pid, signal.SIGKILL)
         for instance in self.pop3.values():
             instance.stop()
         if remove:

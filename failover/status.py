@@ -14,7 +14,7 @@ from typing import Any
 
 from failover.agent import status_path
 from failover.config import Config
-from failover.daemon import DAEMONS, pid_path, running_pid
+from failover.daemon import DAEMONS, PidUnknown, pid_path, running_pid
 from failover.machine import Role, State
 from failover.state import StateError, StateStore, wall_clock
 
@@ -49,7 +49,7 @@ def collect(config: Config, role: Role) -> dict[str, Any]:
     triggers = sorted(t.value for t in config.triggers())
     status["triggers"] = triggers
     status["mode"] = "automatic" if triggers else "manual"
-    status["daemons"] = {name: running_pid(pid_path(config, name)) for name in DAEMONS[role]}
+    status["daemons"] = {name: _daemon_pid(config, name) for name in DAEMONS[role]}
     brain = BRAIN[role]
     if status["daemons"][brain]:
         try:
@@ -58,6 +58,14 @@ def collect(config: Config, role: Role) -> dict[str, Any]:
             status["observations"] = {}
     status["journal"] = store.journal_tail(JOURNAL_LINES)
     return status
+
+
+def _daemon_pid(config: Config, name: str) -> int | str | None:
+    """The pid, or a word when a daemon runs (it holds its lock) but its pid cannot be read."""
+    try:
+        return running_pid(pid_path(config, name))
+    except PidUnknown:
+        return "running, pid unknown"
 
 
 def _age(observations: dict[str, Any], key: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
@@ -21,7 +20,16 @@ from failover import service
 from failover.agent import Agent
 from failover.channel import ChannelError, local_call, request
 from failover.config import Config
-from failover.daemon import PidLock, daemon_main, pid_path, running_pid, socket_path
+from failover.daemon import (
+    AlreadyRunning,
+    PidLock,
+    PidUnknown,
+    daemon_main,
+    pid_path,
+    running_pid,
+    signal_daemon,
+    socket_path,
+)
 from failover.machine import (
     Action,
     Condition,
@@ -198,15 +206,19 @@ def fence_self(config: Config, term: int, log: logging.Logger) -> dict[str, Any]
         return local_call(path, request_body, timeout=stop_budget)  # FENCE_TIMEOUT covers twice this
     except ChannelError as e:
         log.warning("lhcd does not answer (%s): stopping the service without it", e)
-    pid = running_pid(pid_path(config, "lhcd"))
-    if pid:
-        log.warning("killing the hung lhcd (pid %d)", pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        end = time.monotonic() + 5
-        while running_pid(pid_path(config, "lhcd")) and time.monotonic() < end:
-            time.sleep(0.02)
-    lock = PidLock(pid_path(config, "lhcd"), "lhcd")
+    try:
+        pid = running_pid(pid_path(config, "lhcd"))
+        if pid:
+            log.warning("killing the hung lhcd (pid %d)", pid)
+            with contextlib.suppress(ProcessLookupError):
+                signal_daemon(pid, signal.SIGKILL)
+            end = time.monotonic() + 5
+            while running_pid(pid_path(config, "lhcd")) and time.monotonic() < end:
+                time.sleep(0.02)
+        lock = PidLock(pid_path(config, "lhcd"), "lhcd")
+    except (PidUnknown, AlreadyRunning) as e:
+        # A lock holder we cannot name is never signalled: the fence fails and says why.
+        return {"ok": False, "term": term, "detail": f"cannot stop the service without lhcd: {e}"}
     try:
         agent = Lhcd(config, log)
         waiter = agent.expect_reply(term)
