@@ -23,6 +23,7 @@ from failover.machine import Role, State
 from failover.protocol import ProtocolError, StatusReply, StatusRequest
 from failover.state import ensure_private_dir
 from failover.status import collect, render
+from failover.status_schema import StatusError, checked
 
 
 class FailoverError(click.ClickException):
@@ -159,7 +160,10 @@ def fetch_status(config: Config, role: Role) -> dict[str, Any]:
         raise FailoverError(f"{role} at {host}:{port}: {e}") from None
     if not isinstance(reply, StatusReply):
         raise FailoverError(f"{role} at {host}:{port} answered {reply.TYPE}")
-    return reply.status
+    try:
+        return checked(reply.status)
+    except StatusError as e:
+        raise FailoverError(f"{role} at {host}:{port} sent a status that cannot be read: {e}") from None
 
 
 @main.command()

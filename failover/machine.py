@@ -40,6 +40,7 @@ from failover.model import (
     LocalHealth,
     NodeState,
     Notify,
+    Observation,
     OnAckTimeout,
     OperatorRequest,
     PeerReport,
@@ -191,12 +192,23 @@ EVENTS_OF: dict[Role, frozenset[type[Event]]] = {
 }
 
 
+def stale(node: NodeState, observation: Observation) -> bool:
+    """Whether the check began before the current state was entered (see Observation)."""
+    taken = observation.taken
+    return taken is not None and node.entered is not None and taken < node.entered
+
+
 def step(policy: Policy, node: NodeState, event: Event) -> Step:
     """Decide what `event` means for `node`: the next state, the actions, the transition."""
     if type(event) not in EVENTS_OF[node.role]:
         raise MachineError(node.role, node.state, event)
+    if isinstance(event, Observation) and stale(node, event):
+        return Step(node)
     handler = _TABLE.get((node.role, node.state, type(event)), ignore)
     result = handler(policy, node, event)
+    if result.state.state is not node.state or isinstance(event, Started):
+        # a new state (or a new boot): observations begun before this moment are stale
+        result = dataclasses.replace(result, state=dataclasses.replace(result.state, entered=event.now))
     if result.transition is None and result.state.term != node.term:
         # A term is never forgotten: a learned term is journaled like any transition.
         reason = f"learned term {result.state.term} from {type(event).__name__}"
@@ -233,6 +245,7 @@ __all__ = [
     "MachineError",
     "NodeState",
     "Notify",
+    "Observation",
     "OnAckTimeout",
     "OperatorRequest",
     "PeerReport",

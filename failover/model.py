@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # --------------------------------------------------------------------------------------------
 # Vocabulary
+
+# The highest term there can be. Far beyond any real count of failovers, and far below 2**63,
+# so that no JSON reader, int64 column or hook script overflows on it; the parser refuses a
+# peer's term above it, and a node that has reached it claims no new term (it says why).
+MAX_TERM = 2**31 - 1
 
 
 class Role(enum.StrEnum):
@@ -176,12 +181,15 @@ class NodeState:
     hold_by: str = ""
     hold_since: str = ""
     hold_reason: str = ""
+    # when the current state was entered (monotonic; reset at every start, since the readings of
+    # an earlier boot mean nothing): an observation taken before it is stale
+    entered: float | None = None
 
     def __post_init__(self) -> None:
         if (self.role, self.state) not in GROUP_WORD:
             raise ValueError(f"{self.state} is not a state of the {self.role}")
-        if self.term < 0:
-            raise ValueError(f"term must be >= 0, got {self.term}")
+        if not 0 <= self.term <= MAX_TERM:
+            raise ValueError(f"term must be within 0..{MAX_TERM} (MAX_TERM), got {self.term}")
 
     @property
     def group(self) -> str:
@@ -206,8 +214,8 @@ def _check_now(now: float) -> None:
 
 
 def _check_term(term: int) -> None:
-    if isinstance(term, bool) or not isinstance(term, int) or term < 0:
-        raise ValueError(f"term must be an int >= 0, got {term!r}")
+    if isinstance(term, bool) or not isinstance(term, int) or not 0 <= term <= MAX_TERM:
+        raise ValueError(f"term must be an int within 0..{MAX_TERM} (MAX_TERM), got {term!r}")
 
 
 @dataclass(frozen=True)
@@ -229,7 +237,23 @@ class Tick(Event):
 
 
 @dataclass(frozen=True)
-class ProbeResult(Event):
+class Observation(Event):
+    """An event that reports a check. `taken` is when the check began (monotonic; None: at
+    `now`): a check that began before the current state was entered saw the world of an
+    earlier state, and the machine ignores it (a health check taken before a stop finished
+    must not say "running" after it)."""
+
+    taken: float | None = field(default=None, kw_only=True)  # keyword-only: after the subclasses' fields
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        taken = self.taken
+        if taken is not None and not (math.isfinite(taken) and 0 <= taken <= self.now):
+            raise ValueError(f"taken must be a monotonic reading within 0..now, got {taken}")
+
+
+@dataclass(frozen=True)
+class ProbeResult(Observation):
     """Slave: one probe of the master's service."""
 
     ok: bool
@@ -252,7 +276,7 @@ class PeerReport(Event):
 
 
 @dataclass(frozen=True)
-class LocalHealth(Event):
+class LocalHealth(Observation):
     """Periodic check of this host's own service (process and local probe)."""
 
     ok: bool

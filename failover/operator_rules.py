@@ -10,6 +10,7 @@ import dataclasses
 
 from failover.model import (
     HOLDABLE,
+    MAX_TERM,
     Answer,
     Condition,
     Event,
@@ -126,6 +127,8 @@ def switchback_start(p: Policy, n: NodeState, e: Event) -> Step:
         problems.append("the slave's service is not verified down")
     if e.peer_term != n.term:
         problems.append(f"the slave is in term {e.peer_term}, this master in term {n.term}")
+    if n.term >= MAX_TERM:
+        problems.append(f"term {n.term} is the ceiling MAX_TERM: no new term can be claimed")
     if problems:
         return keep(n, Answer(False, "switchback start refused: " + "; ".join(problems)))
     term = n.term + 1

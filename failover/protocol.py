@@ -15,8 +15,11 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
+
+from failover.model import MAX_TERM
 
 VERSION = 1
 MAX_LINE = 64 * 1024
@@ -48,10 +51,11 @@ def _expect(body: dict[str, Any], name: str, kind: type | tuple[type, ...], opti
     return value
 
 
-def _term(body: dict[str, Any], minimum: int = 0) -> int:
-    term: int = _expect(body, "term", int)
-    if not minimum <= term < 2**63:
-        raise ProtocolError(f"term {term} is out of range")
+def _term(body: dict[str, Any], minimum: int = 0, name: str = "term") -> int:
+    term: int = _expect(body, name, int)
+    if not minimum <= term <= MAX_TERM:
+        shown = str(term) if abs(term) < 10**30 else f"of {len(str(term))} digits"
+        raise ProtocolError(f"{name} {shown} is out of range {minimum}..{MAX_TERM} (MAX_TERM)")
     return term
 
 
@@ -189,9 +193,7 @@ class OperatorCommand(Message):
         by, reason, since = (
             (_expect(body, name, str, optional=True) or "")[:1000] for name in ("by", "reason", "since")
         )
-        peer_term = _expect(body, "peer_term", int, optional=True) or 0
-        if not 0 <= peer_term < 2**63:
-            raise ProtocolError(f"peer_term {peer_term} is out of range")
+        peer_term = _term(body, name="peer_term") if body.get("peer_term") is not None else 0
         peer_state = _state({"state": body.get("peer_state", "MAINTENANCE")})
         down = bool(_expect(body, "peer_service_down", bool, optional=True))
         return cls(action, by, reason, since, peer_term, peer_state, down)
@@ -272,15 +274,25 @@ def decode_line(line: bytes) -> dict[str, Any]:
 
 
 class LineBuffer:
-    """Collects received bytes and returns complete lines; refuses a line over MAX_LINE."""
+    """Collects received bytes and returns complete lines; refuses a line over MAX_LINE.
+
+    A partial line is kept as a list of chunks and joined only once its newline arrives, so a
+    peer that trickles a long line costs one copy of it, not one copy per chunk."""
 
     def __init__(self) -> None:
-        self._data = b""
+        self._parts: list[bytes] = []
+        self._size = 0
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._data += data
-        *lines, self._data = self._data.split(b"\n")
-        if len(self._data) > MAX_LINE or any(len(line) > MAX_LINE for line in lines):
+        if b"\n" not in data:
+            self._parts.append(data)
+            self._size += len(data)
+            if self._size > MAX_LINE:
+                raise ProtocolError(f"line exceeds the {MAX_LINE}-byte limit")
+            return []
+        *lines, rest = b"".join([*self._parts, data]).split(b"\n")
+        self._parts, self._size = [rest], len(rest)
+        if len(rest) > MAX_LINE or any(len(line) > MAX_LINE for line in lines):
             raise ProtocolError(f"line exceeds the {MAX_LINE}-byte limit")
         return lines
 
@@ -289,18 +301,18 @@ class LineBuffer:
 # Authenticated sessions
 
 _C2S, _S2C = b"client->server", b"server->client"
+_HEX_MAC = re.compile(r"[0-9a-f]{64}")
+_HEX_NONCE = re.compile(f"[0-9a-fA-F]{{{2 * NONCE_BYTES}}}")
 
 
 def _nonce(obj: dict[str, Any], field: str) -> bytes:
     value = obj.get(field)
-    if obj.get("v") != VERSION:
-        raise ProtocolError(f"unsupported protocol version {str(obj.get('v'))[:20]!r}")
-    if not isinstance(value, str) or len(value) != 2 * NONCE_BYTES:
+    version = obj.get("v")
+    if type(version) is not int or version != VERSION:  # not `!=` alone: True == 1.0 == 1
+        raise ProtocolError(f"unsupported protocol version {str(version)[:20]!r}")
+    if not isinstance(value, str) or not _HEX_NONCE.fullmatch(value):
         raise ProtocolError(f"{field} must be {2 * NONCE_BYTES} hex digits")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise ProtocolError(f"{field} is not hex") from None
+    return bytes.fromhex(value)
 
 
 def _mac(key: bytes, direction: bytes, seq: int, body: dict[str, Any]) -> str:
@@ -333,11 +345,12 @@ class _Session:
         if set(obj) != {"seq", "body", "mac"}:
             raise ProtocolError("a message has exactly the fields seq, body, mac")
         seq, body, mac = obj["seq"], obj["body"], obj["mac"]
-        if not isinstance(mac, str) or not isinstance(seq, int) or isinstance(seq, bool):
+        if not isinstance(mac, str) or not _HEX_MAC.fullmatch(mac) or type(seq) is not int:
             raise ProtocolError("malformed seq or mac")
         if not isinstance(body, dict):
             raise ProtocolError("the body must be a JSON object")
-        if not hmac.compare_digest(mac, _mac(self._key, direction, seq, body)):
+        # Both sides are ASCII hex now: compare_digest raises TypeError on any other str.
+        if not hmac.compare_digest(mac.encode(), _mac(self._key, direction, seq, body).encode()):
             raise ProtocolError("bad MAC: forged, altered, or signed with another secret or connection")
         if seq != expected_seq:
             raise ProtocolError(f"sequence {seq} where {expected_seq} was expected: replayed or reordered")

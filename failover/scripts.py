@@ -19,7 +19,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from failover.sanitize import clean
+
 OUTPUT_TAIL = 4096  # bytes of output kept per script
+ENV_VALUE_LIMIT = 4096  # characters of one FAILOVER_* value
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 
 
@@ -30,13 +33,16 @@ class ScriptResult:
     timed_out: bool
     duration: float
     output: str
+    error: str = ""  # it could not be started at all (and why)
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.error
 
     def summary(self) -> str:
-        if self.timed_out:
+        if self.error:
+            outcome = f"could not be started: {self.error}"
+        elif self.timed_out:
             outcome = f"killed after its {self.duration:.1f} s timeout"
         elif self.returncode is not None and self.returncode < 0:
             outcome = f"killed by signal {-self.returncode}"
@@ -79,18 +85,29 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None
         return
 
 
+def script_environment(env: Mapping[str, str] | None, timeout: float) -> dict[str, str]:
+    """The environment of a script. Our values (FAILOVER_*) carry text from peers and operators:
+    each is one clean line of at most ENV_VALUE_LIMIT characters, since a NUL would make Popen
+    raise and a newline would split what a script reads with `read`."""
+    ours = {name: clean(value, ENV_VALUE_LIMIT) for name, value in (env or {}).items()}
+    return {**os.environ, **ours, "FAILOVER_SCRIPT_TIMEOUT": f"{timeout:g}"}
+
+
 def run_script(command: str, timeout: float, cwd: str, env: Mapping[str, str] | None = None) -> ScriptResult:
     start = time.monotonic()
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            cwd=cwd,
-            env={**os.environ, **(env or {}), "FAILOVER_SCRIPT_TIMEOUT": f"{timeout:g}"},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: a timeout kills all of it
-        )
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                cwd=cwd,
+                env=script_environment(env, timeout),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a timeout kills all of it
+            )
+        except (OSError, ValueError) as e:  # no /bin/sh, cwd gone, fd or process limits, ...
+            return ScriptResult(command, None, False, time.monotonic() - start, "", clean(e, 300))
         timed_out = False
         try:
             returncode: int | None = proc.wait(timeout)

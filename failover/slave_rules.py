@@ -15,6 +15,7 @@ import dataclasses
 
 from failover.master_rules import peer_report_other, step_down_on_higher_term
 from failover.model import (
+    MAX_TERM,
     Action,
     Alert,
     CheckService,
@@ -111,6 +112,9 @@ def _trigger(p: Policy, n: NodeState, e: Event, trigger: Trigger, why: str) -> S
 
 
 def claim(p: Policy, n: NodeState, e: Event, why: str) -> Step:
+    if n.term >= MAX_TERM:
+        reason = f"{why}; but term {n.term} is the ceiling MAX_TERM: no new term can be claimed, not taking over"
+        return move(n, e, State.FAILED, reason, Alert(reason))
     term = n.term + 1
     reason = f"{why}: claiming term {term} and asking the master to shut down"
     return move(

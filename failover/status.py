@@ -16,6 +16,7 @@ from failover.agent import status_path
 from failover.config import Config
 from failover.daemon import DAEMONS, PidUnknown, pid_path, running_pid
 from failover.machine import Role, State
+from failover.sanitize import clean
 from failover.state import StateError, StateStore, wall_clock
 
 BRAIN = {Role.MASTER: "lhcd", Role.SLAVE: "rhcd"}
@@ -72,7 +73,21 @@ def _age(observations: dict[str, Any], key: str) -> str:
     return f" at {observations[key]}" if observations.get(key) else ""
 
 
+def printable(value: Any) -> Any:
+    """`value` with every string in it made one clean line (a reason or a peer's detail may
+    hold newlines or escape sequences; on a terminal they would forge or hide lines)."""
+    if isinstance(value, str):
+        return clean(value, 2000)
+    if isinstance(value, dict):
+        return {clean(k, 200): printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    return value
+
+
 def render(statuses: dict[Role, dict[str, Any]], errors: dict[Role, str]) -> str:
+    statuses = {role: printable(s) for role, s in statuses.items()}
+    errors = {role: clean(e, 2000) for role, e in errors.items()}
     lines = [f"{'ROLE':7} {'HOST':22} {'GROUP':9} {'STATE':13} {'TERM':5} DAEMONS"]
     for role in Role:
         s = statuses.get(role)
@@ -93,7 +108,9 @@ def render(statuses: dict[Role, dict[str, Any]], errors: dict[Role, str]) -> str
         lines.append(f"{role.value}: {s['reason']}")
         if s.get("hold"):
             h = s["hold"]
-            lines.append(f"  HELD by {h['by']} since {h['since']}: {h['reason']} (`failover release` resumes)")
+            lines.append(
+                f"  HELD by {h.get('by')} since {h.get('since')}: {h.get('reason')} (`failover release` resumes)"
+            )
         if s.get("error"):
             lines.append(f"  STATE FILE PROBLEM: {s['error']}")
         lines += [f"  {line}" for line in _details(role, s)]

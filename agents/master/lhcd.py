@@ -75,6 +75,7 @@ class Lhcd(Agent):
     def watch_service(self, stop: threading.Event) -> None:
         """Check the local service every PROBE_INTERVAL."""
         while not stop.is_set():
+            taken = time.monotonic()  # a check begun before a stop finished must not count after it
             ok, detail = self.check_own_service()
             clean = not ok and service.stopped_cleanly(self.config, Role.MASTER)
             if ok != self._health[0]:
@@ -83,7 +84,7 @@ class Lhcd(Agent):
                 )
             self._health = (ok, detail)
             self.observe(local_service_ok=ok, local_service_detail=detail, local_service_checked=wall_clock())
-            self.submit(LocalHealth(time.monotonic(), ok, detail, clean))
+            self.submit(LocalHealth(time.monotonic(), ok, detail, clean, taken=taken))
             stop.wait(self.config.PROBE_INTERVAL)
 
     def check_own_service(self) -> tuple[bool, str]:

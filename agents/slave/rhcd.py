@@ -59,6 +59,7 @@ class Rhcd(Agent):
         last_ok: bool | None = None
         while not stop.is_set():
             self._probe_now.clear()
+            taken = time.monotonic()
             outcome = pop3_probe(
                 c.REMOTE_POP3_HOST, c.REMOTE_POP3_PORT, c.REMOTE_POP3_TIMEOUT, c.POP3_PROBE_USER, c.POP3_PROBE_PASS
             )
@@ -79,11 +80,12 @@ class Rhcd(Agent):
             witness = self.probe_witness()
             if witness is not None:
                 self.submit(Reachability(time.monotonic(), None, witness))
-            self.submit(ProbeResult(time.monotonic(), outcome.ok, outcome.detail))
+            self.submit(ProbeResult(time.monotonic(), outcome.ok, outcome.detail, taken=taken))
             if self.node.state in (State.ACTIVE, State.FAILED):
+                taken = time.monotonic()
                 ok, detail = service.health(c, Role.SLAVE)
                 self.observe(local_service_ok=ok, local_service_detail=detail)
-                self.submit(LocalHealth(time.monotonic(), ok, detail))
+                self.submit(LocalHealth(time.monotonic(), ok, detail, taken=taken))
             self._probe_now.wait(c.PROBE_INTERVAL)
 
     def on_local_request(self, req: dict[str, Any]) -> dict[str, Any]:

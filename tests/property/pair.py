@@ -77,6 +77,9 @@ class Host:
     pending: list[Action] = field(default_factory=list)  # actions whose result has not come back yet
     ever_inactive: bool = False
     lb_fenced: bool = False  # in maintenance at the load balancer: no client reaches it
+    # (time, service running) before each event fed: what a check begun then would have seen
+    history: list[tuple[float, bool]] = field(default_factory=list)
+    ran_since_inactive: bool = False  # the service ran at some point since the master became INACTIVE
 
     @property
     def serving(self) -> bool:
@@ -114,6 +117,10 @@ class MasterSlavePair:
     def feed(self, role: Role, event: Event) -> None:
         host = self.hosts[role]
         before = host.node
+        for h in self.hosts.values():
+            h.history = [*h.history[-199:], (self.now, h.service_running)]
+            if h.service_running and h.node.state is State.INACTIVE:
+                h.ran_since_inactive = True
         result = step(self.policy, before, event)
         if isinstance(event, ShutdownAnswered) and event.ok:
             self.authorized_terms.add(event.term)
@@ -130,6 +137,9 @@ class MasterSlavePair:
             self._check_action(role, action)
             self._execute(role, action)
         self._check_world()
+        # Each event a moment after the last, so that a check begun before a transition is
+        # strictly older than it, as on a real host.
+        self.now += 1e-6
 
     def _execute(self, role: Role, action: Action) -> None:
         host = self.hosts[role]
@@ -163,6 +173,20 @@ class MasterSlavePair:
 
     def local_health(self, role: Role = Role.MASTER) -> None:
         self.feed(role, LocalHealth(self.now, self.hosts[role].service_running))
+
+    def stale_local_health(self, back: int, role: Role = Role.MASTER) -> None:
+        """A check begun `back` events ago arrives now, reporting the world as it was then."""
+        history = self.hosts[role].history
+        if history:
+            taken, running = history[-min(back, len(history))]
+            self.feed(role, LocalHealth(self.now, running, taken=taken))
+
+    def stale_probe(self, back: int) -> None:
+        """A probe of the master begun `back` events ago arrives now."""
+        history = self.master.history
+        if history:
+            taken, running = history[-min(back, len(history))]
+            self.feed(Role.SLAVE, ProbeResult(self.now, running, "answers" if running else "refused", taken=taken))
 
     def reachability(self, peer: bool, witness: bool) -> None:
         """Each host learns whether the other and the witness answered (a partition, or not)."""
@@ -308,8 +332,11 @@ class MasterSlavePair:
         if t.from_state is State.MAINTENANCE and t.to_state is not State.MAINTENANCE and not released:
             raise InvariantViolation(f"the held {role} moved on its own: {t}")
         if role is Role.MASTER:
+            if t.from_state is State.INACTIVE and t.to_state is State.STOPPING and not self.master.ran_since_inactive:
+                raise InvariantViolation(f"the INACTIVE master stopped a service that has not run since: {t}")
             if t.to_state is State.INACTIVE:
                 self.master.ever_inactive = True
+                self.master.ran_since_inactive = False
             if self.master.ever_inactive and t.to_state in (State.ACTIVE, State.STARTING, State.RESTARTING):
                 raise InvariantViolation(f"the master became ACTIVE again after INACTIVE: {t}")
             if t.to_state in (State.INACTIVE, State.STOPPING):

@@ -44,6 +44,14 @@ class PairUnderFaults(RuleBasedStateMachine):
     def local_health(self) -> None:
         self.pair.local_health()
 
+    @rule(back=st.integers(min_value=1, max_value=6))
+    def stale_local_health(self, back: int) -> None:
+        self.pair.stale_local_health(back)
+
+    @rule(back=st.integers(min_value=1, max_value=6))
+    def stale_probe(self, back: int) -> None:
+        self.pair.stale_probe(back)
+
     @rule()
     def heartbeat(self) -> None:
         self.pair.send_heartbeat()
@@ -264,3 +272,31 @@ def test_the_checker_catches_a_broken_machine() -> None:
         assert "both hosts" in str(e)
     else:  # pragma: no cover
         raise AssertionError("running the service on both hosts went unnoticed")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    before=st.lists(fault, max_size=12),
+    stale=st.lists(st.tuples(st.sampled_from(["health", "probe"]), st.integers(1, 200)), min_size=1, max_size=8),
+)
+def test_checks_begun_before_a_failover_finished_never_move_anyone(
+    before: list[tuple[str, object]], stale: list[tuple[str, int]]
+) -> None:
+    """A health check or probe that began before the failover ended and reports the world as it
+    was then (the master's service still running) is ignored: the INACTIVE master does not run
+    its stop scripts again, and nobody changes state (seen in a three-host trial)."""
+    pair = MasterSlavePair(Policy(probe_failures=2, ack_timeout=5.0))
+    for move in before:
+        apply(pair, move)
+    pair.crash_service()
+    pair.local_health()  # lhcd sees it: an immediate heartbeat
+    pair.settle(rounds=2)
+    if pair.master.node.state is not State.INACTIVE:
+        return  # the faults before left the pair elsewhere (FAILED): not this property's case
+    settled = {role: (h.node.state, h.node.term) for role, h in pair.hosts.items()}
+    for kind, back in stale:
+        if kind == "health":
+            pair.stale_local_health(back)
+        else:
+            pair.stale_probe(back)
+    assert {role: (h.node.state, h.node.term) for role, h in pair.hosts.items()} == settled

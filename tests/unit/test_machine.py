@@ -467,6 +467,38 @@ def test_inactive_master_stops_a_service_someone_started() -> None:
     assert "no automatic failback" in s.transition.reason  # type: ignore[union-attr]
 
 
+def test_a_health_check_begun_before_the_stop_finished_is_ignored_after_it() -> None:
+    # Seen in a three-host trial: 5 ms after STOPPING -> INACTIVE, a health result taken before
+    # the stop said "running", and the master ran its stop scripts again.
+    stopping = node(M, State.STOPPING, term=1, scripts_done=True)
+    inactive = step(P, stopping, ServiceChecked(10.0, False, "port refused")).state
+    assert inactive.state is State.INACTIVE and inactive.entered == 10.0
+    stale = step(P, inactive, LocalHealth(10.005, True, "+OK", taken=9.5))
+    assert stale.state == inactive and stale.actions == () and stale.transition is None
+    fresh = step(P, inactive, LocalHealth(10.5, True, "+OK", taken=10.2))
+    assert fresh.state.state is State.STOPPING  # a check begun after the stop still counts
+
+
+def test_the_state_entry_time_restarts_with_the_daemon() -> None:
+    # monotonic readings of an earlier boot are meaningless: Started resets the entry time
+    n = node(M, State.INACTIVE, term=1, entered=5000.0)
+    restarted = step(P, n, Started(3.0)).state
+    assert restarted.entered == 3.0
+    assert step(P, restarted, LocalHealth(4.0, True, "+OK", taken=3.5)).state.state is State.STOPPING
+
+
+def test_a_probe_begun_before_the_slave_changed_state_is_ignored() -> None:
+    suspect = node(S, State.SUSPECT, term=0, failures=1, entered=20.0)
+    assert step(COMM, suspect, ProbeResult(20.1, False, "refused", taken=19.9)).state == suspect
+    assert step(COMM, suspect, ProbeResult(20.3, False, "refused", taken=20.2)).state.failures == 2
+
+
+@pytest.mark.parametrize("taken", [-1.0, float("nan"), 11.0])
+def test_an_observation_cannot_be_taken_after_it_arrived(taken: float) -> None:
+    with pytest.raises(ValueError, match="taken"):
+        LocalHealth(10.0, True, taken=taken)
+
+
 def test_master_restarted_while_stopping_runs_the_scripts_again() -> None:
     s = step(P, node(M, State.STOPPING, term=1, scripts_done=True), Started(9))
     assert s.actions == (RunScripts(ScriptKind.SHUTDOWN),) and not s.state.scripts_done

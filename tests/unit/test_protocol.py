@@ -214,3 +214,83 @@ def test_fuzz_line_buffer_reassembles_any_chunking(data: bytes, chunk: int) -> N
     for i in range(0, len(data), chunk):
         lines += buffer.feed(data[i : i + chunk])
     assert b"\n".join(lines) + b"\n" == data
+
+
+# ---------------------------------------------------------------------------- review findings (issue 10)
+
+
+def test_a_mac_that_is_not_ascii_hex_is_refused_not_raised() -> None:
+    # A fake server answered one heartbeat with "mac": "\u00e9": compare_digest raised
+    # TypeError, which killed lhcd's heartbeat thread for good.
+    client, server = pair()
+    client.request(Heartbeat(0, "ACTIVE", True, ""))
+    for mac in ("\u00e9", "\u00e9" * 64, "A" * 64, "0" * 63, " " * 64, "0" * 65):
+        line = json.dumps({"seq": 1, "body": HeartbeatReply(0, "STANDBY").body(), "mac": mac}).encode()
+        with pytest.raises(ProtocolError, match="malformed seq or mac"):
+            client.receive_reply(line)
+        with pytest.raises(ProtocolError, match="malformed seq or mac"):
+            server.receive_request(line)
+
+
+@pytest.mark.parametrize("version", ["true", "1.0", '"1"', "null", "2"])
+def test_only_the_integer_version_is_accepted(version: str) -> None:
+    server = ServerSession(SECRET, b"\x01" * 32)
+    with pytest.raises(ProtocolError, match="version"):
+        server.receive_hello(b'{"hello":"' + b"00" * 32 + b'","v":' + version.encode() + b"}")
+    with pytest.raises(ProtocolError, match="version"):
+        ClientSession(SECRET, b"\x03" * 32).receive_greeting(
+            b'{"challenge":"' + b"00" * 32 + b'","v":' + version.encode() + b"}"
+        )
+
+
+def test_a_nonce_with_spaces_is_refused() -> None:
+    # bytes.fromhex skips spaces: "00 00 ..." of the right length would have passed
+    server = ServerSession(SECRET, b"\x01" * 32)
+    with pytest.raises(ProtocolError, match="hex digits"):
+        server.receive_hello(b'{"hello":"' + (b"0 " * 32) + b'","v":1}')
+
+
+def test_terms_have_a_ceiling_far_below_2_63() -> None:
+    from failover.model import MAX_TERM
+
+    assert MAX_TERM < 2**32
+    assert parse_message(HeartbeatReply(MAX_TERM, "ACTIVE").body()) == HeartbeatReply(MAX_TERM, "ACTIVE")
+    for body in (
+        {"type": "HEARTBEAT_REPLY", "term": MAX_TERM + 1, "state": "ACTIVE"},
+        {"type": "SHUTDOWN_YOUR_SERVICE", "term": 2**63 - 1, "reason": ""},
+        {"type": "OPERATOR", "action": "switchback-start", "by": "x", "peer_term": MAX_TERM + 1},
+    ):
+        with pytest.raises(ProtocolError, match="MAX_TERM"):
+            parse_message(body)
+
+
+def test_line_buffer_does_not_copy_a_trickled_line_per_chunk() -> None:
+    buffer = LineBuffer()
+    for _ in range(MAX_LINE // 2):
+        assert buffer.feed(b"x") == []
+    assert buffer._size == MAX_LINE // 2 and len(buffer._parts) == MAX_LINE // 2  # kept, not joined
+    assert buffer.feed(b"\n") == [b"x" * (MAX_LINE // 2)]
+    with pytest.raises(ProtocolError, match="limit"):
+        for _ in range(MAX_LINE + 1):
+            buffer.feed(b"y")
+
+
+frames = st.fixed_dictionaries(
+    {
+        "seq": st.integers() | json_values,
+        "body": st.dictionaries(st.text(max_size=10), json_values, max_size=4) | json_values,
+        "mac": st.text(max_size=70) | st.text(alphabet="0123456789abcdef", min_size=64, max_size=64) | json_values,
+    }
+)
+
+
+@settings(max_examples=500)
+@given(frames)
+def test_fuzz_any_frame_with_any_mac_is_refused_with_protocol_error(frame: dict[str, Any]) -> None:
+    client, server = pair()
+    client.request(StatusRequest())
+    line = json.dumps(frame).encode()  # ensure_ascii: a non-ASCII mac arrives as \\u escapes
+    with pytest.raises(ProtocolError):
+        client.receive_reply(line)
+    with pytest.raises(ProtocolError):
+        server.receive_request(line)
