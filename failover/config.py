@@ -28,6 +28,7 @@ from failover.config_rules import TIMING_RULES, warnings_of
 from failover.config_values import Bad as _Bad
 from failover.config_values import LoadBalancerConfig, load_balancer, never_start, sync_files, sync_root
 from failover.config_values import seconds as _number
+from failover.filetrust import writable_by_others
 from failover.machine import FenceMethod, OnAckTimeout, Policy, Role, Trigger
 from failover.syncfiles import SyncEntry
 
@@ -399,6 +400,9 @@ def read_raw(path: Path) -> dict[str, Any]:
         source = path.read_text()
     except OSError as e:
         raise ConfigError(name, [Problem("(file)", f"cannot read {path}: {e.strerror}")]) from None
+    untrusted = writable_by_others(path)  # it is executed as root: its writers own the failover
+    if untrusted:
+        raise ConfigError(name, [Problem("(file)", f"not executed: {untrusted}")])
     try:
         compile(source, str(path), "exec")
     except SyntaxError as e:
@@ -578,6 +582,9 @@ def secret_problem(path: str) -> str | None:
         return f"{path}: not a regular file"
     if st.st_mode & 0o077:
         return f"{path}: mode {stat.S_IMODE(st.st_mode):04o} lets others read it; expected 0600 (chmod 600 {path})"
+    untrusted = writable_by_others(path)
+    if untrusted:
+        return f"{path}: {untrusted}"
     try:
         size = len(Path(path).read_bytes().strip())
     except OSError as e:

@@ -1,0 +1,59 @@
+"""Whether a file that the agents trust as root could have been written by someone else.
+
+failover_config.py is executed (as root, by every daemon and command) and SECRET_FILE is the
+key to every control message: if another user can write either, or can replace it because
+they can write a directory on its path, that user owns the failover. So both must belong to
+root or to the user the agents run as, and neither they nor any directory above them may be
+writable by anyone else (a world-writable directory with the sticky bit, like /tmp, lets
+others create files there but not replace ours, so it is allowed). Read-only checks; no I/O
+beyond lstat/stat.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+
+def _trusted_owner(uid: int) -> bool:
+    return uid in (0, os.geteuid())
+
+
+def _trusted_group(gid: int) -> bool:
+    return gid in (0, os.getegid())
+
+
+def _problem(path: Path, st: os.stat_result, what: str) -> str | None:
+    mode = stat.S_IMODE(st.st_mode)
+    if not _trusted_owner(st.st_uid):
+        return f"{what} {path} belongs to uid {st.st_uid}, not root or the agents' user (chown root {path})"
+    if stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX:
+        return None  # sticky: others may add files here but not rename or remove ours
+    if mode & 0o002:
+        return f"{what} {path} is writable by everyone (mode {mode:04o}; chmod o-w {path})"
+    if mode & 0o020 and not _trusted_group(st.st_gid):
+        return f"{what} {path} is writable by group {st.st_gid} (mode {mode:04o}; chmod g-w {path})"
+    return None
+
+
+def writable_by_others(path: str | os.PathLike[str]) -> str | None:
+    """Why someone other than root or this user could change `path`, or None when no one can.
+    Checks the file itself (after symlinks) and every directory from it up to /."""
+    real = Path(os.path.realpath(path))
+    try:
+        st = os.stat(real)
+    except OSError as e:
+        return f"{real}: {e.strerror}"
+    problem = _problem(real, st, "file")
+    if problem:
+        return problem
+    for directory in real.parents:
+        try:
+            st = os.stat(directory)
+        except OSError as e:
+            return f"{directory}: {e.strerror}"
+        problem = _problem(directory, st, "directory")
+        if problem:
+            return problem
+    return None
