@@ -18,6 +18,11 @@ from tests.unit.test_config import confdir  # noqa: F401 (a fixture)
 NOBODY = 65534
 
 
+def _group_writable(path: Path, gid: int) -> None:
+    path.chmod(0o664)
+    os.chown(path, 0, gid)
+
+
 def test_a_private_file_in_private_directories_is_trusted(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_text("x")
@@ -28,7 +33,7 @@ def test_a_private_file_in_private_directories_is_trusted(tmp_path: Path) -> Non
     ("setup", "problem"),
     [
         (lambda p: p.chmod(0o666), "writable by everyone"),
-        (lambda p: (p.chmod(0o664), os.chown(p, 0, NOBODY)), "writable by group 65534"),
+        (lambda p: _group_writable(p, NOBODY), "writable by group 65534"),
         (lambda p: os.chown(p, NOBODY, 0), "belongs to uid 65534"),
         (lambda p: p.parent.chmod(0o777), "directory .* is writable by everyone"),
         (lambda p: os.chown(p.parent, NOBODY, 0), "directory .* belongs to uid 65534"),
