@@ -1,0 +1,97 @@
+"""End to end: hostile input on the path between the hosts never stops a later failover.
+
+The review's first finding: a fake server on the slave's control port (anyone on the path, or
+any local user while socketserver2 is down: the port is unprivileged) answered heartbeats with
+`"mac": "\\u00e9"`; lhcd's heartbeat thread died on the TypeError, heartbeats never resumed
+after the real socketserver2 came back, and a kill -9 of the master's Dovecot gave no failover.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from failover.loopback import LoopbackPair
+from failover.machine import Role
+
+MakePair = Callable[..., LoopbackPair]
+M, S = Role.MASTER, Role.SLAVE
+
+
+class FakeControlServer:
+    """Listens on a control port and answers every request with a reply whose MAC is not hex."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+        self.answered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.sendall(json.dumps({"challenge": secrets.token_hex(32), "v": 1}).encode() + b"\n")
+                    received = b""
+                    while received.count(b"\n") < 2:  # the hello, then the request
+                        data = conn.recv(65536)
+                        if not data:
+                            break
+                        received += data
+                    body = {"type": "HEARTBEAT_REPLY", "term": 0, "state": "STANDBY"}
+                    conn.sendall(json.dumps({"seq": 1, "body": body, "mac": "\u00e9"}).encode() + b"\n")
+                    self.answered += 1
+                except OSError:
+                    continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def heartbeat_time(pair: LoopbackPair) -> str | None:
+    try:
+        status = json.loads(Path(pair.dir, "state", "rhcd.status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = status.get("observations", {}).get("heartbeat_time")
+    return str(value) if value else None
+
+
+def test_a_reply_with_a_non_hex_mac_does_not_silence_the_master(make_pair: MakePair) -> None:
+    pair = make_pair()
+    pair.kill_daemon("socketserver2")
+    fake = FakeControlServer(pair.monitor_ports[S])
+    try:
+        end = time.monotonic() + 20
+        while fake.answered < 3 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert fake.answered >= 3, f"lhcd sent no heartbeat to the fake server\n{pair.logs()}"
+    finally:
+        fake.close()
+    assert "malformed seq or mac" in Path(pair.dir, "log", "lhcd.log").read_text()
+
+    before = heartbeat_time(pair)
+    pair.start_agents(S)  # socketserver2 again (rhcd still runs)
+    end = time.monotonic() + 20
+    while heartbeat_time(pair) == before and time.monotonic() < end:
+        time.sleep(0.05)
+    assert heartbeat_time(pair) != before, f"heartbeats did not resume\n{pair.logs()}"
+
+    pair.pop3[M].kill(signal.SIGKILL)
+    pair.wait_for(S, "ACTIVE", timeout=30)
+    pair.wait_for(M, "INACTIVE", timeout=10)
