@@ -1,0 +1,259 @@
+"""The UDP heartbeat stream between lhcd and rhcd, sans I/O: the datagram, its key, replay
+protection, and the lease arithmetic. Nothing here reads a socket or a clock: callers pass bytes
+and monotonic readings.
+
+The datagram (network byte order, 76 bytes, far under one MTU, so never fragmented):
+
+    magic "FOHB" | version u8 | sender role u8 | sender id 8 bytes | seq u64 | term u32 |
+    state u8 | condition u8 | acked sender id 8 bytes | acked seq u64 | flags u8 | HMAC-SHA256 32
+
+- The HMAC key is derived from SECRET_FILE with its own purpose label, so it never equals a key
+  of the TCP control channel, and a datagram can never pass for a control message or back.
+- The sender id is random per start of a daemon; the sequence number strictly increases. The
+  receiver drops anything not newer than what it holds from that sender id (a replay, a
+  duplicate, a reordered datagram), and anything claiming to come from its own role (a reflection).
+- A new sender id (the peer restarted) is believed only when its datagram acknowledges one of
+  our own recent datagrams (it proves that the sender hears us now: a recording cannot, since our
+  sender id is new at every start and our recent sequence numbers were never recorded), or
+  carries a term newer than ours. Until then its datagrams are only echoed (acknowledged), which
+  completes that handshake one interval later.
+- Each datagram acknowledges the newest sequence number it holds from the peer: the master
+  learns which of its heartbeats the slave received, which is what its lease is built on.
+
+The lease (ARCHITECTURE.md 3.5). Write t for the master's monotonic send time of the newest
+heartbeat the slave acknowledged, r for the slave's monotonic receive time of the newest master
+heartbeat it accepted, L = LEASE_TIME, H = HARD_STOP_TIMEOUT, and rho for the bound on how far
+either monotonic clock's rate may differ from real time (DRIFT).
+
+1. The master's service may run only while its clock reads less than t + L (`lease_end`). When
+   it reaches that, the master kills the service hard; it is verified down within H more.
+   In real time that is at most (L + H) / (1 - rho) after the real moment t.
+2. A heartbeat can only be acknowledged after it was received, and it was received after it
+   was sent: the heartbeat behind t was received at or before the real moment r, because the
+   slave acknowledges only what it accepted, and r is its newest. So t <= r in real time,
+   whatever the loss, delay, duplication, reordering or one-way cut: a cut that stops the
+   slave's datagrams stops the acknowledgements (the lease runs out); a cut that stops the
+   master's stops r (the slave's wait starts), and a late acknowledgement only names an older t.
+3. The slave starts without an ACK only when its own clock has advanced W = (L + H) x
+   (1 + rho) / (1 - rho) + MARGIN past r (`takeover_at`), which is at least (L + H) / (1 - rho)
+   in real time. By 1 and 2, the master's service is down by then.
+So the service never runs on both hosts, under any network fault, provided the clock rates stay
+within rho and the master's loop checks its lease at least every MARGIN seconds (the master's
+lease check is part of H: `failover check` enforces the inequality with the configured numbers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+
+from failover.model import MAX_TERM, Condition, Role, State
+
+MAGIC = b"FOHB"
+VERSION = 1
+SENDER_BYTES = 8
+_HEAD = struct.Struct("!4sBB8sQIBB8sQB")
+MAC_BYTES = 32
+SIZE = _HEAD.size + MAC_BYTES
+KEY_LABEL = b"failover heartbeat stream v1"
+FRESH_ACKS = 1024  # how many of our own recent send times are kept (RTT, lease, handshake)
+
+# Codes on the wire, written out so that reordering an enum never changes the protocol.
+ROLE_CODES = {Role.MASTER: 1, Role.SLAVE: 2}
+STATE_CODES = {
+    State.ACTIVE: 1,
+    State.STOPPING: 2,
+    State.INACTIVE: 3,
+    State.STANDBY: 4,
+    State.SUSPECT: 5,
+    State.FAILING_OVER: 6,
+    State.FENCING: 7,
+    State.STARTING: 8,
+    State.FAILED: 9,
+    State.PREPARING: 10,
+    State.RESTARTING: 11,
+    State.MAINTENANCE: 12,
+}
+CONDITION_CODES = {
+    Condition.UNKNOWN: 0,
+    Condition.UP: 1,
+    Condition.RESTARTING: 2,
+    Condition.FAILED: 3,
+    Condition.STOPPED: 4,
+    Condition.AGENTS_STOPPED: 5,
+}
+_ROLES = {v: k for k, v in ROLE_CODES.items()}
+_STATES = {v: k for k, v in STATE_CODES.items()}
+_CONDITIONS = {v: k for k, v in CONDITION_CODES.items()}
+
+
+class DatagramError(Exception):
+    """A datagram that is dropped. `kind` names the reason for counting and rate-limited logs:
+    size, magic, version, mac, field, reflected, replayed, unknown-sender, stale-term."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def stream_key(secret: bytes) -> bytes:
+    """The stream's HMAC key: the shared secret under its own purpose label."""
+    return hmac.new(secret, KEY_LABEL, hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One heartbeat datagram's content."""
+
+    role: Role  # the sender's role
+    sender: bytes  # random per start of the sender
+    seq: int
+    term: int
+    state: State
+    condition: Condition
+    acked_sender: bytes  # the peer's sender id this acknowledges (zeros: none yet)
+    acked_seq: int
+    flags: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.sender) != SENDER_BYTES or len(self.acked_sender) != SENDER_BYTES:
+            raise ValueError(f"sender ids have {SENDER_BYTES} bytes")
+        if not (0 <= self.seq < 2**64 and 0 <= self.acked_seq < 2**64):
+            raise ValueError("sequence numbers are unsigned 64-bit")
+        if not 0 <= self.term <= MAX_TERM:
+            raise ValueError(f"term must be within 0..{MAX_TERM}")
+        if not 0 <= self.flags < 256:
+            raise ValueError("flags is one byte")
+
+
+def encode(key: bytes, beat: Beat) -> bytes:
+    head = _HEAD.pack(
+        MAGIC,
+        VERSION,
+        ROLE_CODES[beat.role],
+        beat.sender,
+        beat.seq,
+        beat.term,
+        STATE_CODES[beat.state],
+        CONDITION_CODES[beat.condition],
+        beat.acked_sender,
+        beat.acked_seq,
+        beat.flags,
+    )
+    return head + hmac.new(key, head, hashlib.sha256).digest()
+
+
+def decode(key: bytes, data: bytes) -> Beat:
+    """The authenticated content of a datagram; DatagramError for anything else."""
+    if len(data) != SIZE:
+        raise DatagramError("size", f"{len(data)} bytes, not {SIZE}")
+    head, mac = data[: _HEAD.size], data[_HEAD.size :]
+    if head[:4] != MAGIC:
+        raise DatagramError("magic", "not a heartbeat datagram")
+    if not hmac.compare_digest(mac, hmac.new(key, head, hashlib.sha256).digest()):
+        raise DatagramError("mac", "bad MAC: forged, altered, or signed with another secret")
+    _, version, role, sender, seq, term, state, condition, acked_sender, acked_seq, flags = _HEAD.unpack(head)
+    if version != VERSION:
+        raise DatagramError("version", f"version {version}, not {VERSION}")
+    if role not in _ROLES or state not in _STATES or condition not in _CONDITIONS or term > MAX_TERM:
+        raise DatagramError("field", f"unknown role {role}, state {state}, condition {condition} or term {term}")
+    return Beat(_ROLES[role], sender, seq, term, _STATES[state], _CONDITIONS[condition], acked_sender, acked_seq, flags)
+
+
+@dataclass(frozen=True)
+class Received:
+    """What one accepted datagram tells: the peer's beat, and when we had sent the datagram of
+    ours it acknowledges (None: it acknowledges nothing we still know), for the lease and RTT."""
+
+    beat: Beat
+    acked_sent_at: float | None
+
+
+class Stream:
+    """One end of the stream: numbers our datagrams, remembers their send times, and judges the
+    peer's (replay window and handshake, see the module docstring). Not thread-safe: one owner."""
+
+    def __init__(self, role: Role, sender: bytes, fresh: float) -> None:
+        """`fresh`: how recent (seconds) a datagram of ours must be for the peer's acknowledgement
+        of it to prove that a new sender id hears us now (LEASE_TIME: a recording younger than
+        that says nothing older than the lease itself)."""
+        if len(sender) != SENDER_BYTES or sender == bytes(SENDER_BYTES):
+            raise ValueError(f"a sender id is {SENDER_BYTES} random bytes, not zeros")
+        self.role, self.sender, self.fresh = role, sender, fresh
+        self._seq = 0
+        self._sent: dict[int, float] = {}  # our seq -> monotonic send time (the newest FRESH_ACKS)
+        self.peer_sender: bytes | None = None  # the believed sender id of the peer
+        self.peer_seq = 0  # the newest seq accepted from it
+        self._candidate: tuple[bytes, int] | None = None  # a new sender id we echo but do not believe yet
+
+    def next_beat(self, now: float, term: int, state: State, condition: Condition) -> Beat:
+        """Our next datagram's content; `now` is remembered as its send time."""
+        self._seq += 1
+        self._sent[self._seq] = now
+        self._sent.pop(self._seq - FRESH_ACKS, None)
+        acked_sender, acked_seq = self._acknowledged()
+        return Beat(self.role, self.sender, self._seq, term, state, condition, acked_sender, acked_seq)
+
+    def _acknowledged(self) -> tuple[bytes, int]:
+        if self._candidate is not None:  # echo the newcomer so that it can prove it hears us
+            return self._candidate
+        if self.peer_sender is not None:
+            return self.peer_sender, self.peer_seq
+        return bytes(SENDER_BYTES), 0
+
+    def sent_at(self, seq: int) -> float | None:
+        return self._sent.get(seq)
+
+    def receive(self, beat: Beat, now: float, known_term: int) -> Received:
+        """Judge an authenticated beat received at `now`; DatagramError when it must be dropped."""
+        if beat.role is self.role:
+            raise DatagramError("reflected", f"a datagram from our own role {beat.role}")
+        if beat.sender != self.peer_sender:
+            acked = self._sent.get(beat.acked_seq) if beat.acked_sender == self.sender else None
+            proves = acked is not None and now - acked <= self.fresh
+            if not (proves or beat.term > known_term):
+                if self._candidate is None or beat.seq > self._candidate[1] or beat.sender != self._candidate[0]:
+                    self._candidate = (beat.sender, beat.seq)
+                raise DatagramError("unknown-sender", "a new sender id, not yet proven fresh: echoing it")
+            self.peer_sender, self.peer_seq, self._candidate = beat.sender, beat.seq, None
+        elif beat.seq <= self.peer_seq:
+            raise DatagramError("replayed", f"seq {beat.seq} is not newer than {self.peer_seq}")
+        else:
+            self.peer_seq = beat.seq
+        acked = self._sent.get(beat.acked_seq) if beat.acked_sender == self.sender else None
+        return Received(beat, acked)
+
+
+# --------------------------------------------------------------------------------------------
+# The lease arithmetic (see the module docstring for the argument)
+
+
+@dataclass(frozen=True)
+class LeaseTimes:
+    """LEASE_TIME, HARD_STOP_TIMEOUT, the clock-rate bound and the scheduling margin (seconds)."""
+
+    lease: float
+    hard_stop: float
+    drift: float = 0.01  # rho: each monotonic clock within 1 % of real time
+    margin: float = 0.05  # the master checks its lease at least this often
+
+    def __post_init__(self) -> None:
+        if not (self.lease > 0 and self.hard_stop > 0 and 0 <= self.drift < 0.5 and self.margin >= 0):
+            raise ValueError(f"bad lease times {self}")
+
+
+def lease_end(acked_sent_at: float, times: LeaseTimes) -> float:
+    """Master: the monotonic time its lease ends, given the send time of the newest acknowledged heartbeat."""
+    return acked_sent_at + times.lease
+
+
+def takeover_wait(times: LeaseTimes) -> float:
+    """Slave: how long after the newest master heartbeat it must wait to start without an ACK."""
+    return (times.lease + times.hard_stop) * (1 + times.drift) / (1 - times.drift) + times.margin
+
+
+def takeover_at(last_received: float, times: LeaseTimes) -> float:
+    """Slave: the monotonic time from which the master's service is known to be down."""
+    return last_received + takeover_wait(times)
