@@ -21,7 +21,7 @@ from typing import Any
 from failover import fencing, service
 from failover.channel import LocalServer
 from failover.config import Config
-from failover.daemon import socket_path
+from failover.daemon import notify_ready, socket_path
 from failover.loadbalancer import LoadBalancerError
 from failover.machine import (
     Action,
@@ -56,6 +56,7 @@ from failover.machine import (
 from failover.probes import tcp_probe
 from failover.scripts import ScriptsResult, run_scripts
 from failover.state import StateStore, atomic_write, wall_clock
+from failover.supervise import DaemonFailed, Supervisor
 
 OPERATOR_EVENTS: dict[str, type[OperatorRequest]] = {
     "hold": HoldRequested,
@@ -159,9 +160,16 @@ class Agent:
     # ------------------------------------------------------------------ the loop
 
     def serve(self, stop: threading.Event, inputs: list[Callable[[threading.Event], None]]) -> None:
-        """Listen on the local socket, start the input threads, run the loop until `stop`."""
+        """Listen on the local socket, start the input threads, run the loop until `stop`.
+
+        Every thread runs under one Supervisor: a failing one is logged and restarted. The
+        `inputs` (probes, heartbeats, the service watch) are vital: one that keeps failing stops
+        the daemon, and so does the local socket's thread ending or the loop raising; this
+        method then raises DaemonFailed, so the process exits non-zero and is restarted whole.
+        The notification and sync threads are not vital: they are restarted as long as it takes."""
+        guard = Supervisor(stop, self.log)
         local = LocalServer(socket_path(self.config, self.name), self.on_local_request)
-        local.start()
+        guard.watch("local-server", local.start())
         extra: list[Callable[[threading.Event], None]] = [self.run_notices]
         if self.config.SYNC_FILES:
             from failover.autosync import AutoSync  # only hosts that sync files need SSH and SFTP
@@ -176,12 +184,19 @@ class Agent:
                 self.report_scripts,
             )
             extra.append(syncer.run)
-        for target in [*inputs, *extra]:
-            threading.Thread(target=target, args=(stop,), name=target.__name__, daemon=True).start()
+        for target in inputs:
+            guard.start(target.__name__, target, vital=True)
+        for target in extra:
+            guard.start(target.__name__, target, vital=False)
         try:
             self.run(stop)
+        except Exception as e:
+            guard.fail(f"the decision loop raised {type(e).__name__}: {e}")
+            raise DaemonFailed(guard.failure) from e
         finally:
+            stop.set()  # before closing the local socket: its thread ending is then no failure
             local.close()
+        guard.check()
 
     def on_local_request(self, request: dict[str, Any]) -> dict[str, Any]:
         """A request from this host's control server or CLI (subclasses serve theirs)."""
@@ -190,6 +205,10 @@ class Agent:
         return {"error": f"{self.name} does not serve {str(request.get('type'))[:40]!r}"}
 
     def run(self, stop: threading.Event) -> None:
+        # Ready now: the state is loaded (in __init__), the local socket listens and the loop
+        # takes its first event. Not after Started is handled: in STOPPING that reruns the
+        # shutdown scripts, which may take SCRIPT_TIMEOUT each, and a start must not wait for them.
+        notify_ready()
         self.process(Started(time.monotonic()))
         while not stop.is_set():
             before = time.monotonic()

@@ -6,8 +6,6 @@ import json
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +19,8 @@ from failover.config import Config, ConfigError, find_role, load
 from failover.daemon import DAEMONS, MODULES, PidUnknown, pid_path, running_pid, signal_daemon, socket_path
 from failover.machine import Role, State
 from failover.protocol import ProtocolError, StatusReply, StatusRequest
+from failover.starting import Launch, StartFailed, spawn, wait_ready
+from failover.starting import stop as stop_launched
 from failover.state import ensure_private_dir
 from failover.status import collect, render
 from failover.status_schema import StatusError, checked
@@ -193,25 +193,15 @@ def _command(ctx: Context, name: str, foreground: bool) -> list[str]:
     return [*args, "--foreground"] if foreground else args
 
 
-def _wait_started(config: Config, name: str, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        pid = _daemon_pid(config, name)
-        if pid:
-            if name.startswith("socketserver"):
-                role = Role.MASTER if name == "socketserver" else Role.SLAVE
-                try:
-                    socket.create_connection((config.host_of(role), config.monitor_port_of(role)), 1).close()
-                except OSError:
-                    time.sleep(0.02)
-                    continue
-            return pid
-        if proc.poll() is not None:
-            out = Path(config.LOG_DIR, f"{name}.out")  # detached daemons write there; foreground ones to the terminal
-            tail = out.read_text()[-1500:] if out.exists() else ""
-            raise FailoverError(f"{name} exited with {proc.returncode}:\n{tail.strip()}")
-        time.sleep(0.02)
-    raise FailoverError(f"{name} did not start within {timeout:g} s (see {config.LOG_DIR}/{name}.log)")
+def _wait_started(launched: list[Launch]) -> int:
+    """The pid of the last daemon launched, once it said READY (failover.daemon). If it did not,
+    stop every daemon this command started and fail with the daemon's one-line reason."""
+    try:
+        return wait_ready(launched[-1])
+    except StartFailed as e:
+        stopped = stop_launched(launched)
+        undone = f"\nstopped {', '.join(stopped)}, started by this command" if stopped else ""
+        raise FailoverError(f"{e}{undone}") from None
 
 
 @main.command()
@@ -219,10 +209,15 @@ def _wait_started(config: Config, name: str, proc: subprocess.Popen[bytes], time
 @click.option("--foreground", is_flag=True, help="Stay attached, log to the terminal, stop both on Ctrl-C.")
 @pass_context
 def start(ctx: Context, role: str, foreground: bool) -> None:
-    """Start this host's daemons (master: socketserver + lhcd; slave: socketserver2 + rhcd)."""
+    """Start this host's daemons (master: socketserver + lhcd; slave: socketserver2 + rhcd), each
+    once the one before it is ready. Exit 0 when all are ready; else 1 with the reason, and
+    what this command started is stopped again."""
     the_role = Role(role)
     config = ctx.config
-    find_role(config, the_role)
+    try:
+        find_role(config, the_role)
+    except ConfigError as e:
+        raise BadConfig("\n".join(e.lines())) from None
     for warning in config.warnings:
         click.echo(f"{config.source}: warning: {warning}", err=True)
     running = {n: _daemon_pid(config, n) for n in DAEMONS[the_role]}
@@ -236,32 +231,31 @@ def start(ctx: Context, role: str, foreground: bool) -> None:
             raise FailoverError(f"some daemons run detached: {running}; stop them before --foreground")
         _run_foreground(ctx, config, the_role)
         return
-    for name in DAEMONS[the_role]:
-        if running[name]:
-            click.echo(f"{name} already running (pid {running[name]})")
-            continue
-        with open(os.path.join(config.LOG_DIR, f"{name}.out"), "ab") as out:
-            proc = subprocess.Popen(
-                _command(ctx, name, False),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=config.base_dir,
-                start_new_session=True,
-            )
-        pid = _wait_started(config, name, proc)
-        click.echo(f"{name} started (pid {pid}), log {config.LOG_DIR}/{name}.log")
+    launched: list[Launch] = []
+    try:
+        for name in DAEMONS[the_role]:
+            if running[name]:
+                click.echo(f"{name} already running (pid {running[name]})")
+                continue
+            out = os.path.join(config.LOG_DIR, f"{name}.out")
+            launched.append(spawn(name, _command(ctx, name, False), config.base_dir, out))
+            pid = _wait_started(launched)
+            click.echo(f"{name} started (pid {pid}), log {config.LOG_DIR}/{name}.log")
+    except KeyboardInterrupt:
+        stop_launched(launched)  # an interrupted start leaves nothing half-started behind
+        raise
 
 
 def _run_foreground(ctx: Context, config: Config, role: Role) -> None:
-    procs: list[subprocess.Popen[bytes]] = []
+    launched: list[Launch] = []
     signalled: set[int] = set()
     stopping = False
 
     def stop_all(signum: int = signal.SIGTERM, frame: object = None) -> None:
         nonlocal stopping
         stopping = True
-        for p in procs:
+        for launch in launched:
+            p = launch.proc
             # once each: a second SIGTERM during the child's interpreter shutdown kills it uncleanly
             if p.poll() is None and p.pid not in signalled:
                 signalled.add(p.pid)
@@ -273,18 +267,16 @@ def _run_foreground(ctx: Context, config: Config, role: Role) -> None:
     for name in DAEMONS[role]:
         if stopping:
             break
-        proc = subprocess.Popen(_command(ctx, name, True), cwd=config.base_dir)
-        procs.append(proc)
+        launched.append(spawn(name, _command(ctx, name, True), config.base_dir, None))
         try:
-            _wait_started(config, name, proc)
+            _wait_started(launched)
         except FailoverError:
             if not stopping:
-                stop_all()
-                raise
-    while not stopping and all(p.poll() is None for p in procs):
+                raise  # _wait_started stopped the others
+    while not stopping and all(launch.proc.poll() is None for launch in launched):
         time.sleep(0.1)
     stop_all()
-    codes = [p.wait() for p in procs]
+    codes = [launch.proc.wait() for launch in launched]
     if any(codes):
         raise FailoverError(f"a daemon exited: {dict(zip(DAEMONS[role], codes, strict=False))}")
 

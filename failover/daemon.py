@@ -1,8 +1,18 @@
-"""What every daemon needs: one copy only (a locked pid file), logs, a clean stop on SIGTERM.
+"""What every daemon needs: one copy only (a locked pid file), logs, a clean stop on SIGTERM,
+and a word to whoever started it: ready, or why not.
 
 The pid file is held with flock for the daemon's whole life, so "is it running?" is answered by
 trying the lock, never by trusting a number in a file (a stale pid may belong to another
 process by now). The kernel drops the lock when the process dies, even on kill -9.
+
+Readiness goes over a pipe, not a file. `failover start` creates a pipe per daemon and passes
+its write end as the file descriptor named in FAILOVER_READY_FD (the s6 "notification-fd"
+scheme; systemd's sd_notify is the same idea over a socket). The daemon writes one line on it,
+`READY <pid>` once it serves or `FAILED <reason>` before it exits, and closes it. A pipe needs no
+pid or nonce to tell this start's daemon from an earlier one (nothing of it outlives the start,
+so nothing can be stale), and the kernel closes it when the daemon dies however it dies, so the
+starter learns of a death at once (end of file) instead of polling a file and a pid. Started
+any other way (by hand, by systemd), a daemon finds no FAILOVER_READY_FD and tells no one.
 """
 
 from __future__ import annotations
@@ -10,9 +20,11 @@ from __future__ import annotations
 import argparse
 import fcntl
 import logging
+import logging.handlers
 import os
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -23,7 +35,9 @@ from failover.channel import ChannelError, ControlServer, Handler, local_call
 from failover.config import Config, ConfigError, find_role, load
 from failover.machine import Role
 from failover.protocol import Message, OperatorAnswer, OperatorCommand, Refused
-from failover.state import ensure_private_dir
+from failover.sanitize import LogFormatter
+from failover.state import StateError, ensure_private_dir
+from failover.supervise import DaemonFailed, Supervisor
 
 DAEMONS: dict[Role, tuple[str, ...]] = {
     # started in this order (the control server first, as the Perl start.sh did)
@@ -122,16 +136,32 @@ def signal_daemon(pid: int, sig: int) -> None:
     os.kill(pid, sig)
 
 
-def setup_logging(config: Config, name: str, role: Role, foreground: bool) -> logging.Logger:
-    """One line per event: wall time, daemon[pid], role@host, then the message."""
+LOG_MAX_BYTES = 10 * 2**20  # a daemon's log is rotated at this size ...
+LOG_BACKUPS = 5  # ... keeping NAME.log.1 .. NAME.log.5 (the oldest is dropped)
+
+
+def setup_logging(
+    config: Config,
+    name: str,
+    role: Role,
+    foreground: bool,
+    max_bytes: int = LOG_MAX_BYTES,
+    backups: int = LOG_BACKUPS,
+) -> logging.Logger:
+    """One line per event: wall time, daemon[pid], role@host, then the message. The log file is
+    rotated by size, so a daemon that runs for years (or logs a failure in a loop) cannot fill
+    LOG_DIR."""
     os.makedirs(config.LOG_DIR, mode=0o755, exist_ok=True)
-    fmt = logging.Formatter(
+    # LogFormatter: a reason or a peer's detail with a newline cannot forge a record of its own
+    fmt = LogFormatter(
         f"%(asctime)s.%(msecs)03d {name}[%(process)d] {role.value}@{config.host_of(role)} %(levelname)s %(message)s",
         "%Y-%m-%dT%H:%M:%S",
     )
     root = logging.getLogger()
     root.handlers.clear()
-    handler: logging.Handler = logging.FileHandler(os.path.join(config.LOG_DIR, f"{name}.log"))
+    handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        os.path.join(config.LOG_DIR, f"{name}.log"), maxBytes=max_bytes, backupCount=backups
+    )
     handler.setFormatter(fmt)
     root.addHandler(handler)
     if foreground:
@@ -142,9 +172,72 @@ def setup_logging(config: Config, name: str, role: Role, foreground: bool) -> lo
     return logging.getLogger(name)
 
 
+# ---------------------------------------------------------------------------------------------- readiness
+
+READY_FD_ENV = "FAILOVER_READY_FD"
+_ready_lock = threading.Lock()
+_ready_fd: int | None = None  # the pipe to the starter, until READY or FAILED is written on it
+
+
+def _take_ready_fd() -> int | None:
+    """The readiness pipe passed by `failover start`, if any. The variable is removed so that the
+    scripts this daemon runs do not see a number that means nothing to them, and the descriptor
+    is made non-inheritable so that no child keeps the pipe open after this daemon died."""
+    value = os.environ.pop(READY_FD_ENV, None)
+    if not value:
+        return None
+    try:
+        fd = int(value)
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None  # a stale number naming some other file: never write into that
+        os.set_inheritable(fd, False)
+    except (ValueError, OSError):
+        return None  # not a descriptor of ours: there is no one to tell
+    return fd
+
+
+def _tell_starter(line: str) -> None:
+    global _ready_fd
+    with _ready_lock:
+        fd, _ready_fd = _ready_fd, None
+    if fd is None:
+        return  # already told, or not started by `failover start`
+    try:
+        # one write of at most PIPE_BUF bytes: the starter reads the line whole
+        os.write(fd, (" ".join(line.split())[:2000] + "\n").encode(errors="replace"))
+    except OSError:
+        pass  # the starter is gone (Ctrl-C): nobody is waiting for the answer
+    finally:
+        os.close(fd)
+
+
+def notify_ready() -> None:
+    """Tell `failover start` that this daemon serves (lhcd/rhcd: the state is loaded, the local
+    socket listens, the loop runs; socketserver(2): it listens). Once only; a no-op later."""
+    _tell_starter(f"READY {os.getpid()}")
+
+
+def notify_failed(reason: str) -> None:
+    """Tell `failover start` why this daemon exits before it was ready (one line)."""
+    _tell_starter(f"FAILED {reason}")
+
+
+def _give_up(name: str, reason: str, code: int, log: logging.Logger | None = None) -> int:
+    """Exit `code` with one line that says why, in the log, on stderr, and to the starter."""
+    if log is not None:
+        log.error("%s", reason)
+    print(f"{name}: {reason}", file=sys.stderr)
+    notify_failed(f"{name}: {reason}")
+    return code
+
+
 def daemon_main(name: str, role: Role, run: Callable[[Config, threading.Event, logging.Logger], None]) -> int:
-    """The command line of one daemon: --config PATH [--foreground]. Exit 2 on a bad config,
-    1 when another copy runs, 0 after a clean stop (SIGTERM or SIGINT)."""
+    """The command line of one daemon: --config PATH [--foreground]. Exit 0 after a clean stop
+    (SIGTERM or SIGINT); 2 on a bad config or state file, with one line that names the file, the
+    key and the problem; 1 when another copy runs or the daemon failed (a vital thread, the
+    decision loop, anything unexpected: the traceback is in the log, one line on stderr)."""
+    global _ready_fd
+    _ready_fd = _take_ready_fd()
     parser = argparse.ArgumentParser(prog=name)
     parser.add_argument("--config", default=os.environ.get("FAILOVER_CONFIG", "failover_config.py"))
     parser.add_argument("--foreground", action="store_true", help="also log to stderr")
@@ -154,14 +247,20 @@ def daemon_main(name: str, role: Role, run: Callable[[Config, threading.Event, l
         find_role(config, role)
     except ConfigError as e:
         print("\n".join(e.lines()), file=sys.stderr)
+        notify_failed(f"{name}: " + "; ".join(e.lines()))
         return 2
-    ensure_private_dir(config.STATE_DIR)
     try:
+        ensure_private_dir(config.STATE_DIR)
         lock = PidLock(pid_path(config, name), name)
     except AlreadyRunning as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
-    log = setup_logging(config, name, role, args.foreground)
+        return _give_up(name, str(e), 1)
+    except OSError as e:
+        return _give_up(name, f"{config.source}: STATE_DIR: {config.STATE_DIR}: {e.strerror or e}", 2)
+    try:
+        log = setup_logging(config, name, role, args.foreground)
+    except OSError as e:
+        lock.release()
+        return _give_up(name, f"{config.source}: LOG_DIR: {config.LOG_DIR}: {e.strerror or e}", 2)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -179,9 +278,16 @@ def daemon_main(name: str, role: Role, run: Callable[[Config, threading.Event, l
     )
     try:
         run(config, stop, log)
-    except Exception:
+    except (StateError, ConfigError) as e:
+        # the operator must fix a file: its name, the key and the problem say how; a traceback would not
+        return _give_up(name, " ".join(str(e).split()), 2, log)
+    except DaemonFailed as e:
+        if e.__cause__ is not None:  # the decision loop raised: its traceback is the story
+            log.error("%s", e, exc_info=e.__cause__)
+        return _give_up(name, f"failed: {e}", 1, log)
+    except Exception as e:
         log.exception("%s failed", name)
-        return 1
+        return _give_up(name, f"failed: {type(e).__name__}: {e} (the traceback is in the log)", 1, log)
     finally:
         lock.release()
     log.info("stopped")
@@ -203,7 +309,9 @@ def forward_operator(config: Config, role: Role, message: OperatorCommand, peer:
 
 
 def serve_control(config: Config, role: Role, handler: Handler, stop: threading.Event, log: logging.Logger) -> None:
-    """Run this role's control server (socketserver / socketserver2) until `stop` is set."""
+    """Run this role's control server (socketserver / socketserver2) until `stop` is set. Its
+    accept loop runs under a Supervisor: restarted if it raises, and the daemon exits (raises
+    DaemonFailed) if it keeps failing, rather than holding its lock without serving."""
     server = ControlServer(
         config.host_of(role),
         config.monitor_port_of(role),
@@ -212,6 +320,9 @@ def serve_control(config: Config, role: Role, handler: Handler, stop: threading.
         idle_timeout=config.CONTROL_TIMEOUT,
     )
     log.info("listening on %s:%d", *server.address)
-    server.start()
+    guard = Supervisor(stop, log)
+    guard.start("control-server", lambda _stop: server.serve_forever(), vital=True)
+    notify_ready()  # the socket listens (bound in ControlServer()); connections wait in its backlog
     stop.wait()
     server.close()
+    guard.check()

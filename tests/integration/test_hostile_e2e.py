@@ -95,3 +95,18 @@ def test_a_reply_with_a_non_hex_mac_does_not_silence_the_master(make_pair: MakeP
     pair.pop3[M].kill(signal.SIGKILL)
     pair.wait_for(S, "ACTIVE", timeout=30)
     pair.wait_for(M, "INACTIVE", timeout=10)
+
+
+def test_a_newline_in_an_operator_reason_forges_no_log_or_status_line(make_pair: MakePair) -> None:
+    pair = make_pair()
+    forged = "2026-12-01T00:00:00.000 lhcd[1] master@127.0.0.1 WARNING FORGED"
+    held = pair.failover("hold", "--reason", f"kernel update\n{forged}\x1b[2J\x07")
+    assert held.returncode == 0, held.stdout + held.stderr
+    status = pair.failover("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    for text in (status.stdout, *(Path(pair.dir, "log", f"{n}.log").read_text() for n in ("lhcd", "rhcd"))):
+        assert "FORGED" in text  # the reason is shown, escaped ...
+        assert not any(line.startswith(forged) for line in text.splitlines())  # ... on no line of its own
+        assert "\x1b" not in text and "\x07" not in text
+    released = pair.failover("release")
+    assert released.returncode == 0, released.stdout + released.stderr
