@@ -7,30 +7,18 @@ the ACTIVE host. Contents are never printed: only size, mode, owner and whether 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
-from typing import Any
 
 import click
 
 from failover.cli import Context, FailoverError, main, pass_context
 from failover.config import Config
 from failover.machine import Role, State
-from failover.state import StateError, StateStore, fsync_dir, wall_clock
-from failover.syncfiles import (
-    TMP_PREFIX,
-    Attributes,
-    SyncError,
-    clean_temp,
-    commit,
-    entry_of,
-    inventory,
-    real_path,
-    remove,
-)
+from failover.state import StateError, StateStore, wall_clock
+from failover.syncfiles import SyncError, clean_temp, inventory, printable
 from failover.syncpeer import Peer, Plan, write_result
+from failover.syncreceive import apply_batch
 
 
 def own_state(config: Config, role: Role) -> State | None:
@@ -46,7 +34,7 @@ def table(plan: Plan) -> str:
     for row in plan.rows:
         detail = f"  ({row.detail})" if row.detail and row.status != "equal" else ""
         lines.append(f"{row.status:19} {row.mode:6} /{row.path}{detail}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 @main.command()
@@ -68,26 +56,29 @@ def sync(ctx: Context, mode: str, dry_run: bool) -> None:
         with Peer(config, me) as peer_link:
             plan = peer_link.plan(full=mode == "full")
             click.echo(table(plan))
-            different = [r for r in plan.rows if r.status != "equal"]
+            # a special file (fifo, socket, device) is listed but cannot differ: it is never synced
+            skipped = sum(r.status == "skipped" for r in plan.rows)
+            different = [r for r in plan.rows if r.status not in ("equal", "skipped")]
             if mode == "check":
                 write_result(
                     config, check_ok=not different, check_summary=f"{len(different)} of {len(plan.rows)} differ"
                 )
                 if different:
                     raise FailoverError(f"{len(different)} of {len(plan.rows)} paths differ")
-                click.echo(f"all {len(plan.rows)} paths match")
+                extra = f"; {skipped} skipped (not a file, directory or symlink)" if skipped else ""
+                click.echo(f"all {len(plan.rows) - skipped} paths match{extra}")
                 return
             click.echo(f"plan: send {len(plan.send)}, delete {len(plan.delete)} on the {peer_link.peer}")
             for rel in plan.delete:
-                click.echo(f"  delete /{rel}")
+                click.echo(printable(f"  delete /{rel}"))
             if dry_run:
                 click.echo("dry run: nothing was changed")
                 return
             for line in peer_link.send(plan.send, plan.delete):
-                click.echo(f"  {line}")
-    except SyncError as e:
+                click.echo(printable(f"  {line}"))
+    except (SyncError, OSError) as e:  # OSError: this host's own files (a permission, a full disk)
         write_result(config, last_error=str(e))
-        raise FailoverError(f"sync failed: {e}") from None
+        raise FailoverError(printable(f"sync failed: {e}")) from None
     write_result(config, check_ok=True, full_time=wall_clock(), paused=False, failures=0, last_error=None)
     click.echo(f"full sync done: {len(plan.send)} sent, {len(plan.delete)} deleted; automatic sync resumes")
 
@@ -105,8 +96,8 @@ def sync_inventory(ctx: Context, clean_temp_first: bool) -> None:
         if clean_temp_first and own_state(config, me) is not State.ACTIVE:
             clean_temp(config.sync_root(me), config.sync_entries())
         found = inventory(config.sync_root(me), config.sync_entries(), for_standby=False)
-    except SyncError as e:
-        raise FailoverError(str(e)) from None
+    except (SyncError, OSError) as e:
+        raise FailoverError(printable(str(e))) from None
     json.dump({rel: info.to_json() for rel, info in found.items()}, sys.stdout)
 
 
@@ -114,50 +105,20 @@ def sync_inventory(ctx: Context, clean_temp_first: bool) -> None:
 @click.option("--batch", is_flag=True, required=True, help="Read the JSON list of steps on stdin.")
 @pass_context
 def sync_commit(ctx: Context, batch: bool) -> None:
-    """Run over SSH on the standby: put received temp files in place and delete paths, in order
-    ({"tmp", "path", "sha256", "mode", "uid", "gid", "atime_ns", "mtime_ns"} or
-    {"path", "delete": true}). Refused on the ACTIVE host and for
-    any path that is not a 'sync' entry; on the first failure the remaining temp files go."""
+    """Run over SSH on the standby: put received temp files in place, make directories and
+    symlinks, delete paths, in order (the steps: failover.syncreceive). Refused on the ACTIVE
+    host, and for any path that is not under one of THIS host's 'sync' entries (or is under one
+    of its 'verify' entries): then nothing is changed. On the first failure the remaining temp
+    files go."""
     config = ctx.config
     me = ctx.role()
     if own_state(config, me) is State.ACTIVE:
         raise FailoverError(f"the {me} is ACTIVE: a host never receives a sync while it is ACTIVE")
     try:
         steps = json.load(sys.stdin)
-        if not isinstance(steps, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("path"), str) for s in steps
-        ):
-            raise ValueError("expected a list of {path, ...}")
-    except ValueError as e:
-        raise FailoverError(f"sync-commit: bad input: {e}") from None
-    root = config.sync_root(me)
-    changed: set[str] = set()  # directories whose renames and deletions are made durable at the end
+    except (ValueError, RecursionError) as e:  # RecursionError: nesting deeper than the parser goes
+        raise FailoverError(f"sync-commit: bad input: {str(e)[:200]}") from None
     try:
-        for i, item in enumerate(steps):
-            try:
-                click.echo(_apply_step(config, root, item, changed))
-            except (SyncError, OSError, KeyError) as e:
-                _discard_temp_files(root, steps[i:])
-                raise FailoverError(f"/{item['path']}: {e}") from None
-    finally:
-        for directory in sorted(changed):
-            with contextlib.suppress(FileNotFoundError):  # a deleted directory's own entry is its parent's
-                fsync_dir(directory)
-
-
-def _apply_step(config: Config, root: str, item: dict[str, Any], changed: set[str]) -> str:
-    rel = item["path"]
-    entry = entry_of(config.sync_entries(), rel)
-    if entry is None or entry.mode != "sync" or ".." in rel.split("/"):
-        raise SyncError(f"/{rel} is not a 'sync' entry of SYNC_FILES here: refused")
-    changed.add(os.path.dirname(real_path(root, rel)))
-    if item.get("delete"):
-        return remove(root, rel)
-    return commit(root, str(item["tmp"]), rel, str(item["sha256"]), Attributes.parse(item))
-
-
-def _discard_temp_files(root: str, steps: list[dict[str, Any]]) -> None:
-    for step in steps:
-        if step.get("tmp") and os.path.basename(str(step["tmp"])).startswith(TMP_PREFIX):
-            with contextlib.suppress(OSError):
-                os.unlink(real_path(root, str(step["tmp"])))
+        apply_batch(config.sync_root(me), config.sync_entries(), steps, lambda line: click.echo(printable(line)))
+    except SyncError as e:
+        raise FailoverError(printable(f"sync-commit: {e}")) from None

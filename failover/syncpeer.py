@@ -5,20 +5,26 @@ pinned (RLOGIN_KNOWN_HOSTS); every step has a timeout.
 
 A failed or interrupted transfer leaves only a temp file, never a half-written synced file; the
 next run removes stale temp files (sync-inventory does).
+
+Only this host's 'sync' paths are ever sent or deleted (make_plan, and send checks again), and
+the standby checks each against its own config. Directories and symlinks are made by the
+standby's sync-commit, not over SFTP, so that it decides; its `parents` step makes missing
+directories before a file is uploaded into them. Files are read with O_NOFOLLOW: a link is sent
+as a link (its target text), never as the bytes it points to.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import secrets
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import paramiko
 
@@ -32,14 +38,18 @@ from failover.syncfiles import (
     Attributes,
     FileInfo,
     Row,
-    SyncEntry,
     SyncError,
     compare,
-    entry_of,
+    copy_entry,
     inventory,
-    read_substituted,
+    mode_of,
+    open_regular,
+    read_for_substitution,
     real_path,
+    substituted,
+    top_depth,
 )
+from failover.syncschema import inventory_from_json
 
 
 @dataclass
@@ -114,64 +124,56 @@ class Peer:
         return stdout
 
     def inventory(self, clean_temp: bool = False) -> dict[str, FileInfo]:
+        """The standby's files, its JSON checked field by field (SyncError naming path and field)."""
         args = ["sync-inventory", "--clean-temp"] if clean_temp else ["sync-inventory"]
-        text = self.run(*args, timeout=self.config.SYNC_TIMEOUT)
-        try:
-            return {rel: FileInfo.from_json(info) for rel, info in json.loads(text).items()}
-        except (ValueError, TypeError) as e:
-            raise SyncError(f"the {self.peer}'s inventory is unreadable: {e}") from None
+        return inventory_from_json(self.run(*args, timeout=self.config.SYNC_TIMEOUT), f"the {self.peer}")
 
     def plan(self, full: bool) -> Plan:
         entries = self.config.sync_entries()
         active = inventory(self.config.sync_root(self.me), entries, for_standby=True)
-        rows = compare(entries, active, self.inventory(clean_temp=full))
-        send = [r.path for r in rows if r.mode == "sync" and r.status in ("different", "missing on standby")]
-        delete = [r.path for r in rows if full and r.mode == "sync" and r.status == "missing on active"]
-        return Plan(rows, send, sorted(delete, reverse=True))  # children before their directories
+        return make_plan(compare(entries, active, self.inventory(clean_temp=full)), full)
 
-    def _parents(self, remote: str) -> None:
-        """mkdir -p of the directories above `remote`, under the peer's SYNC_ROOT."""
-        missing = []
-        directory = os.path.dirname(remote)
-        while directory and directory != os.path.dirname(directory) and directory not in self._known_dirs:
+    def _directories_ready(self, rel: str) -> bool:
+        """Whether the directories above `rel` are real directories on the standby (one SFTP call
+        each, remembered), from the entry's own path down; if not, the standby makes them (or
+        refuses: a symlink there) before anything is uploaded into them."""
+        parts = rel.split("/")
+        depth = top_depth(self.config.sync_entries(), rel) or 0
+        for k in range(max(1, min(depth, len(parts) - 1)), len(parts)):
+            directory = "/".join(parts[:k])
+            if directory in self._known_dirs:
+                continue
+            inside = k >= depth  # synced content: must not be a symlink; above it, the admin's layout
+            look = self.sftp.lstat if inside else self.sftp.stat
             try:
-                self.sftp.stat(directory)
-                break
+                st_mode = look(real_path(self.root, directory)).st_mode
             except FileNotFoundError:
-                missing.append(directory)
-                directory = os.path.dirname(directory)
-        for path in reversed(missing):
-            with contextlib.suppress(OSError):  # made meanwhile
-                self.sftp.mkdir(path, 0o755)
-        self._known_dirs.update(missing)
-        self._known_dirs.add(os.path.dirname(remote))  # one stat per directory, not per file
+                return False
+            if st_mode is None or not stat.S_ISDIR(st_mode):
+                return False
+            self._known_dirs.add(directory)
+        return True
 
-    def stage(self, rel: str) -> dict[str, str] | None:
-        """Copy one file to a temp file next to its place on the standby, with its owner, mode and
-        times (a directory is made at once); the commit step puts it in place."""
+    def stage(self, rel: str) -> dict[str, Any]:
+        """Copy one file to a temp file next to its place on the standby; its owner, mode and
+        times go with the step that puts it in place (sync-commit)."""
         local = real_path(self.config.sync_root(self.me), rel)
         remote = real_path(self.root, rel)
-        entry = entry_of(self.config.sync_entries(), rel) or SyncEntry(rel)
-        st = os.stat(local)
-        try:
-            self._parents(remote)
-            if os.path.isdir(local):
-                with contextlib.suppress(OSError):  # it exists: mode and owner below
-                    self.sftp.mkdir(remote, st.st_mode & 0o7777)
-                self.sftp.chmod(remote, st.st_mode & 0o7777)
-                self.sftp.chown(remote, st.st_uid, st.st_gid)
-                return None
-            tmp = os.path.join(os.path.dirname(remote), f"{TMP_PREFIX}{secrets.token_hex(6)}")
-            digest = hashlib.sha256()
-            with self.sftp.open(tmp, "wb") as f:
-                # sftp-server creates it 0644: private before the first byte of a secret lands
-                f.chmod(0o600)
-                f.set_pipelined(True)
-                for chunk in _chunks(local, entry):
-                    digest.update(chunk)
-                    f.write(chunk)
-        except (OSError, paramiko.SSHException, EOFError) as e:
-            raise SyncError(f"{rel}: sending to the {self.peer} failed: {e}") from None
+        entry = copy_entry(self.config.sync_entries(), rel)
+        f, st = open_regular(local)  # never through a link: the bytes and stat of this very file
+        with f:
+            try:
+                tmp = os.path.join(os.path.dirname(remote), f"{TMP_PREFIX}{secrets.token_hex(6)}")
+                digest = hashlib.sha256()
+                with self.sftp.open(tmp, "wb") as out:
+                    # sftp-server creates it 0644: private before the first byte of a secret lands
+                    out.chmod(0o600)
+                    out.set_pipelined(True)
+                    for chunk in _chunks(f, local, entry.substitute if entry else ()):
+                        digest.update(chunk)
+                        out.write(chunk)
+            except (OSError, paramiko.SSHException, EOFError) as e:
+                raise SyncError(f"{rel}: sending to the {self.peer} failed: {e}") from None
         # the hash of what was sent: if the file changed while it was read, the commit still
         # checks that the bytes that arrived are the bytes that were sent. Owner, mode and times
         # go with it: the commit sets them there, no round trip per attribute.
@@ -183,7 +185,7 @@ class Peer:
         }
 
     def commit(self, items: list[dict[str, Any]]) -> list[str]:
-        """Put staged files in place (and delete paths) on the standby, in one remote run."""
+        """Apply steps (files in place, directories, links, deletions) on the standby, in one remote run."""
         if not items:
             return []
         data = json.dumps(items).encode()
@@ -191,18 +193,55 @@ class Peer:
         return out.strip().splitlines()
 
     def send(self, rels: Sequence[str], delete: Sequence[str] = ()) -> list[str]:
-        """Send these paths (parents before children) and delete those; what the standby did."""
-        staged = [item for rel in rels if (item := self.stage(rel)) is not None]
-        return self.commit([*staged, *({"path": rel, "delete": True} for rel in delete)])
+        """Send these paths (parents before children) and delete those; what the standby did.
+
+        Up to two remote runs: first the directories (and the missing parents of files and links),
+        then, once the files are uploaded, the deletions (children first, so that a file or link
+        can take a directory's place) and the files and links."""
+        entries, local_root = self.config.sync_entries(), self.config.sync_root(self.me)
+        setup: list[dict[str, Any]] = []
+        last: list[dict[str, Any] | str] = []  # link steps, and the paths of the files to upload
+        for rel in rels:
+            if mode_of(entries, rel) != "sync":
+                raise SyncError(f"/{rel}: not under a 'sync' entry of this host's SYNC_FILES: not sent")
+            try:
+                st = os.lstat(real_path(local_root, rel))
+            except FileNotFoundError:
+                raise SyncError(f"/{rel}: gone from this host while syncing") from None
+            owner = {"uid": st.st_uid, "gid": st.st_gid}
+            if stat.S_ISDIR(st.st_mode):
+                setup.append({"kind": "dir", "path": rel, "mode": stat.S_IMODE(st.st_mode), **owner})
+            elif stat.S_ISLNK(st.st_mode):
+                last.append({"kind": "link", "path": rel, "target": os.readlink(real_path(local_root, rel)), **owner})
+            elif stat.S_ISREG(st.st_mode):
+                last.append(rel)
+            # else: it became a fifo, socket or device since the plan: never sent
+        made = {step["path"] for step in setup}
+        for item in last:
+            rel = item if isinstance(item, str) else item["path"]
+            if os.path.dirname(rel) not in made and not self._directories_ready(rel):
+                setup.append({"kind": "parents", "path": rel})
+                made.add(os.path.dirname(rel))
+        lines = self.commit(setup)
+        steps = [self.stage(item) if isinstance(item, str) else item for item in last]
+        return lines + self.commit([*({"path": rel, "delete": True} for rel in delete), *steps])
 
 
-def _chunks(path: str, entry: SyncEntry) -> Iterator[bytes]:
-    if entry.substitute:
-        yield read_substituted(path, entry.substitute)
+def make_plan(rows: list[Row], full: bool) -> Plan:
+    """What to send and delete: only rows of this host's 'sync' entries. compare gives a path
+    under any 'verify' entry the mode 'verify', and one under no entry here (that only the
+    standby's config names) the mode 'none'; a special file is 'skipped'."""
+    send = [r.path for r in rows if r.mode == "sync" and r.status in ("different", "missing on standby")]
+    delete = [r.path for r in rows if full and r.mode == "sync" and r.status == "missing on active"]
+    return Plan(rows, send, sorted(delete, reverse=True))  # children before their directories
+
+
+def _chunks(f: BinaryIO, path: str, pairs: tuple[tuple[str, str], ...]) -> Iterator[bytes]:
+    if pairs:
+        yield substituted(read_for_substitution(f, path), pairs)
         return
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
+    while chunk := f.read(CHUNK):
+        yield chunk
 
 
 def result_path(config: Config) -> str:
@@ -210,12 +249,20 @@ def result_path(config: Config) -> str:
 
 
 def read_result(config: Config) -> dict[str, Any]:
+    """The last sync outcome; {} if there is none or it cannot be read (a damaged file is
+    rewritten by the next outcome, never a reason to stop syncing)."""
     try:
         with open(result_path(config)) as f:
-            data: dict[str, Any] = json.load(f)
-            return data
-    except (OSError, ValueError):
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError):
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def failure_count(result: dict[str, Any]) -> int:
+    """The automatic sync's failures in a row, as written by write_result (0 if unreadable)."""
+    failures = result.get("failures")
+    return failures if isinstance(failures, int) and not isinstance(failures, bool) and failures > 0 else 0
 
 
 def write_result(config: Config, **fields: Any) -> None:

@@ -4,6 +4,7 @@ directories (SYNC_ROOT), as on two machines (issue 6)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -197,6 +198,137 @@ def test_a_file_over_100_mb_is_streamed(make_pair: MakePair, sshd: SshdInstance)
     assert peak_mb < 100  # a whole-file read would be over 120 MB
 
 
+def test_paths_outside_the_active_hosts_sync_entries_are_never_deleted_when_the_configs_differ(
+    make_pair: MakePair, sshd: SshdInstance
+) -> None:
+    """Issue 10: the standby's config names more than the ACTIVE host's (REMOTE_CONFIG is its own
+    file): what only the standby's config names is shown, never planned for deletion; and what the
+    standby only compares ('verify' there) it refuses to delete, by path."""
+    pair = sync_pair(make_pair, sshd, ["/etc/app"], SYNC_INTERVAL=3600)
+    m, s = roots(pair)[M], roots(pair)[S]
+    standby_config = Path(pair.dir, "standby_config.py")
+    pair.write_config(SYNC_FILES=["/etc/app", "/etc/other", {"path": "/etc/app/local.conf", "mode": "verify"}])
+    standby_config.write_text(Path(pair.config_path).read_text())
+    pair.write_config(SYNC_FILES=["/etc/app"], REMOTE_CONFIG=str(standby_config))
+    start_idle(pair)
+    put(m, "etc/app/a.conf", "new\n")
+    put(s, "etc/app/a.conf", "old\n")
+    put(s, "etc/other/keep.conf", "the standby's own\n")
+    put(s, "etc/app/local.conf", "only compared on the standby\n")
+    dry = pair.failover("sync", "--full", "--dry-run", role=M)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "delete /etc/other" not in dry.stdout
+    rows = table(dry.stdout)
+    assert rows["/etc/other/keep.conf"].split()[:4] == ["missing", "on", "active", "none"]
+    full = pair.failover("sync", "--full", role=M)
+    assert full.returncode == 1 and "/etc/app/local.conf" in full.stderr and "verify" in full.stderr, full.stderr
+    assert (s / "etc/other/keep.conf").exists() and (s / "etc/app/local.conf").exists()
+    assert (s / "etc/app/a.conf").read_text() == "old\n"  # a refused batch changes nothing
+    pair.write_config(SYNC_FILES=["/etc/app", "/etc/other", {"path": "/etc/app/local.conf", "mode": "verify"}])
+    pair.write_config(REMOTE_CONFIG=None)  # the same config again: local.conf is 'verify' on both
+    full = pair.failover("sync", "--full", role=M)
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert (s / "etc/app/a.conf").read_text() == "new\n" and (s / "etc/app/local.conf").exists()
+
+
+def test_symlinks_are_synced_as_links_never_followed_and_special_files_are_skipped(
+    make_pair: MakePair, sshd: SshdInstance
+) -> None:
+    pair = sync_pair(make_pair, sshd, ["/etc/app"], SYNC_INTERVAL=3600)
+    m, s = roots(pair)[M], roots(pair)[S]
+    start_idle(pair)
+    put(m, "etc/app/a.conf", "a\n")
+    os.symlink("a.conf", m / "etc/app/current")
+    secret = put(Path(pair.dir), "outside-secret", SECRET + "\n", 0o600)
+    os.symlink(secret, m / "etc/app/outside")  # outside the synced tree: copied as a link, never read
+    put(m, "etc/app/sub/b.conf", "b\n")
+    os.symlink("../a.conf", m / "etc/app/sub/up")
+    os.mkfifo(m / "etc/app/fifo")
+    put(s, "etc/app/current", "a file where the active host has a link\n")
+    os.symlink("nowhere", s / "etc/app/stale-link")
+    elsewhere = Path(pair.dir, "standby-elsewhere")
+    elsewhere.mkdir()
+    os.symlink(elsewhere, s / "etc/app/sub")  # where the active host has a directory: never written through
+    check = pair.failover("sync", "--check", role=M)
+    assert check.returncode == 1 and "Traceback" not in check.stderr, check.stdout + check.stderr
+    rows = table(check.stdout)
+    assert rows["/etc/app/outside"].startswith("missing on standby") and rows["/etc/app/fifo"].startswith("skipped")
+    assert rows["/etc/app/current"].startswith("different") and "kind" in rows["/etc/app/current"]
+    full = pair.failover("sync", "--full", role=M)
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert os.readlink(s / "etc/app/current") == "a.conf" and os.readlink(s / "etc/app/sub/up") == "../a.conf"
+    assert os.readlink(s / "etc/app/outside") == str(secret) and not os.path.lexists(s / "etc/app/stale-link")
+    assert not os.path.lexists(s / "etc/app/fifo") and (s / "etc/app/current.failover-prev").exists()
+    assert (s / "etc/app/sub").is_dir() and not (s / "etc/app/sub").is_symlink() and not list(elsewhere.iterdir())
+    assert (s / "etc/app/sub/b.conf").read_text() == "b\n"
+    assert SECRET not in full.stdout + full.stderr + check.stdout + check.stderr
+    check = pair.failover("sync", "--check", role=M)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "1 skipped" in check.stdout and table(check.stdout)["/etc/app/fifo"].startswith("skipped")
+
+
+CRAFTED_WRAPPER = """#!/bin/sh
+# the standby's `failover`, with its inventory replaced by crafted.json while that file exists
+for a in "$@"; do
+  if [ "$a" = sync-inventory ] && [ -f {dir}/crafted.json ]; then cat {dir}/crafted.json; exit 0; fi
+done
+exec {python} -m failover.cli "$@"
+"""
+
+
+def test_a_crafted_inventory_is_a_counted_sync_failure_and_the_automatic_sync_keeps_running(
+    make_pair: MakePair, sshd: SshdInstance
+) -> None:
+    pair = sync_pair(make_pair, sshd, ["/etc/app"], SYNC_INTERVAL=0.3, SYNC_FAILURE_LIMIT=3)
+    wrapper = Path(pair.dir, "remote-failover")
+    wrapper.write_text(CRAFTED_WRAPPER.format(dir=pair.dir, python=sys.executable))
+    Path(pair.dir, "on-failure").write_text('#!/bin/sh\necho "$FAILOVER_REASON" >> sync-failures.log\n')
+    for script in (wrapper, Path(pair.dir, "on-failure")):
+        os.chmod(script, 0o755)
+    pair.write_config(REMOTE_FAILOVER=str(wrapper), SYNC_FAILURE_SCRIPTS=["./on-failure"])
+    crafted = {"etc/app/a.conf": {"kind": "file", "size": 2, "mode": "0644", "uid": 0, "gid": 0, "mtime_ns": 0}}
+    Path(pair.dir, "crafted.json").write_text(json.dumps(crafted))
+    m, s = roots(pair)[M], roots(pair)[S]
+    put(m, "etc/app/a.conf", "1\n")
+    start_pair(pair)
+    log = Path(pair.dir, "sync-failures.log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "PAUSED" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.1)
+    failures = log.read_text().splitlines() if log.exists() else []
+    assert len(failures) == 3 and "PAUSED" in failures[-1], f"{failures}\n{pair.logs()}"
+    assert all("/etc/app/a.conf" in line and "'mode'" in line for line in failures), failures
+    check = pair.failover("sync", "--check", role=M)
+    assert check.returncode == 1 and "'mode'" in check.stderr and "Traceback" not in check.stderr, check.stderr
+    Path(pair.dir, "crafted.json").unlink()
+    full = pair.failover("sync", "--full", role=M)
+    assert full.returncode == 0, full.stdout + full.stderr
+    put(m, "etc/app/a.conf", "2\n")
+    wait_file(s / "etc/app/a.conf", "2\n", 10)  # the automatic sync is alive after all that
+
+
+def test_the_automatic_sync_never_sends_a_verify_entry(make_pair: MakePair, sshd: SshdInstance) -> None:
+    pair = sync_pair(make_pair, sshd, ["/etc/app", {"path": "/etc/secret.key", "mode": "verify"}], SYNC_INTERVAL=0.3)
+    Path(pair.dir, "on-failure").write_text('#!/bin/sh\necho "$FAILOVER_REASON" >> sync-failures.log\n')
+    os.chmod(Path(pair.dir, "on-failure"), 0o755)
+    pair.write_config(SYNC_FAILURE_SCRIPTS=["./on-failure"])
+    m, s = roots(pair)[M], roots(pair)[S]
+    put(m, "etc/secret.key", SECRET + "-m\n", 0o600)
+    put(s, "etc/secret.key", SECRET + "-s\n", 0o600)
+    put(m, "etc/app/a.conf", "1\n")
+    start_pair(pair)
+    wait_file(s / "etc/app/a.conf", "1\n", 10)
+    put(m, "etc/secret.key", SECRET + "-m changed\n", 0o600)  # a change the automatic sync sees
+    put(m, "etc/app/a.conf", "2\n")
+    wait_file(s / "etc/app/a.conf", "2\n", 10)
+    time.sleep(1.0)
+    log = Path(pair.dir, "sync-failures.log")
+    assert not log.exists(), log.read_text()  # not even one failure that the next pass cleared
+    result = json.loads(Path(pair.dir, "state", "sync.json").read_text())
+    assert result.get("failures") == 0 and not result.get("last_error"), result
+    assert (s / "etc/secret.key").read_text() == SECRET + "-s\n" and not list(s.rglob(".failover-tmp-*"))
+
+
 # Runs a command and prints its peak RSS (KiB), measured by the kernel for that child alone.
 PEAK_RSS = """
 import resource, subprocess, sys
@@ -206,7 +338,7 @@ sys.exit(done.returncode)
 """
 
 
-ROW = re.compile(r"^(equal|different|missing on standby|missing on active)\s+(sync|verify)\s+(\S+)")
+ROW = re.compile(r"^(equal|different|missing on standby|missing on active|skipped)\s+(sync|verify|none)\s+(\S+)")
 
 
 def table(stdout: str) -> dict[str, str]:

@@ -13,12 +13,11 @@ from failover.syncfiles import (
     Attributes,
     SyncEntry,
     SyncError,
-    commit,
     compare,
     file_hash,
     inventory,
-    remove,
 )
+from failover.syncreceive import commit, remove
 from tests.conftest import put
 
 
