@@ -54,6 +54,7 @@ from failover.machine import (
     step,
 )
 from failover.probes import tcp_probe
+from failover.protocol import Message, OperatorAnswer, OperatorCommand, ProtocolError, Refused, parse_local_request
 from failover.scripts import ScriptsResult, run_scripts
 from failover.state import StateStore, atomic_write, wall_clock
 from failover.supervise import DaemonFailed, Supervisor
@@ -111,39 +112,28 @@ class Agent:
         done.wait(timeout)
         return self.node
 
-    def operator_request(self, req: dict[str, Any]) -> dict[str, Any]:
+    def operator_request(self, command: OperatorCommand) -> Message:
         """An operator's command (forwarded by the control server): the machine decides, the
         answer says what it did or why it refused."""
-        kind = OPERATOR_EVENTS.get(str(req.get("action")))
-        if kind is None:
-            return {"ok": False, "message": f"unknown operator action {str(req.get('action'))[:40]!r}"}
-        texts = {name: str(req.get(name) or "")[:1000] for name in ("by", "reason", "since")}
-        try:
-            if kind is SwitchbackStart:
-                event: Event = SwitchbackStart(
-                    time.monotonic(),
-                    **texts,
-                    peer_term=int(req.get("peer_term", 0)),
-                    peer_state=State(req.get("peer_state", "MAINTENANCE")),
-                    peer_service_down=bool(req.get("peer_service_down")),
-                )
-            else:
-                event = kind(time.monotonic(), **texts)
-        except (TypeError, ValueError) as e:
-            return {"ok": False, "message": f"bad request: {e}"}
-        self.log.warning("operator %s: %s by %s (%s)", self.name, req.get("action"), texts["by"], texts["reason"])
+        kind = OPERATOR_EVENTS[command.action]  # the parser accepts only these actions
+        texts = {"by": command.by, "reason": command.reason, "since": command.since}
+        if kind is SwitchbackStart:
+            event: Event = SwitchbackStart(
+                time.monotonic(),
+                **texts,
+                peer_term=command.peer_term,
+                peer_state=State(command.peer_state),
+                peer_service_down=command.peer_service_down,
+            )
+        else:
+            event = kind(time.monotonic(), **texts)
+        self.log.warning("operator %s: %s by %s (%s)", self.name, command.action, command.by, command.reason)
         done, answers = threading.Event(), list[Answer]()
         self.submit(event, done, answers)
         if not done.wait(self.config.SHUTDOWN_ACK_TIMEOUT):
-            return {"ok": False, "message": f"{self.name} is busy: the request was queued but not decided yet"}
+            return Refused(f"{self.name} is busy: the request was queued but not decided yet")
         answer = answers[0] if answers else Answer(False, "no answer from the state machine")
-        return {
-            "ok": answer.ok,
-            "message": answer.message,
-            "state": self.node.state.value,
-            "term": self.node.term,
-            "reason": self.node.reason,
-        }
+        return OperatorAnswer(answer.ok, answer.message, self.node.state.value, self.node.term)
 
     def probe_witness(self) -> bool | None:
         """Whether the WITNESS accepts a connection (None: no witness configured)."""
@@ -199,10 +189,20 @@ class Agent:
         guard.check()
 
     def on_local_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        """A request from this host's control server or CLI (subclasses serve theirs)."""
-        if request.get("type") == "OPERATOR":
-            return self.operator_request(request)
-        return {"error": f"{self.name} does not serve {str(request.get('type'))[:40]!r}"}
+        """A request from this host's control server or CLI: parsed into its typed message first
+        (anything malformed is refused and never reaches the agent), then served."""
+        try:
+            message, peer = parse_local_request(request, self.name)
+        except ProtocolError as e:
+            self.log.warning("local request refused: %s", e)
+            return Refused(f"refused: {e}").body()
+        return self.serve_local(message, peer).body()
+
+    def serve_local(self, message: Message, peer: str) -> Message:
+        """Serve one parsed local request (subclasses add theirs, then call this)."""
+        if isinstance(message, OperatorCommand):
+            return self.operator_request(message)
+        return Refused(f"{self.name} does not serve {message.TYPE}")
 
     def run(self, stop: threading.Event) -> None:
         # Ready now: the state is loaded (in __init__), the local socket listens and the loop

@@ -18,7 +18,15 @@ from failover.channel import ChannelError, local_call, request
 from failover.config import Config, ConfigError, find_role, load
 from failover.daemon import DAEMONS, MODULES, PidUnknown, pid_path, running_pid, signal_daemon, socket_path
 from failover.machine import Role, State
-from failover.protocol import ProtocolError, StatusReply, StatusRequest
+from failover.protocol import (
+    ConfirmFenced,
+    OperatorAnswer,
+    ProtocolError,
+    StatusReply,
+    StatusRequest,
+    local_request,
+    parse_local_answer,
+)
 from failover.starting import Launch, StartFailed, spawn, wait_ready
 from failover.starting import stop as stop_launched
 from failover.state import ensure_private_dir
@@ -347,16 +355,19 @@ def confirm_fenced(ctx: Context, term: int | None, yes: bool) -> None:
             "A stopped service alone is not enough: lhcd may restart it",
             abort=True,
         )
-    body: dict[str, Any] = {"type": "CONFIRM_FENCED"}
-    if term is not None:
-        body["term"] = term
-    try:
-        answer = local_call(socket_path(config, "rhcd"), body, timeout=config.FENCE_TIMEOUT * 4 + 10)
-    except ChannelError as e:
+    request = ConfirmFenced(term)
+    try:  # rhcd decides within fence_wait(); the margin covers the socket
+        answer = parse_local_answer(
+            local_call(
+                socket_path(config, "rhcd"), local_request(request), config.fence_wait() + config.CONTROL_TIMEOUT
+            ),
+            request,
+        )
+    except (ChannelError, ProtocolError) as e:
         raise FailoverError(f"rhcd does not answer: {e}") from None
-    if "error" in answer:
-        raise FailoverError(answer["error"])
-    click.echo(f"slave is {answer['state']} in term {answer['term']}: {answer['reason']}")
+    if not isinstance(answer, OperatorAnswer):
+        raise FailoverError(f"rhcd refused: {answer}")
+    click.echo(f"slave is {answer.state} in term {answer.term}: {answer.message}")
 
 
 @main.command("fence-self")

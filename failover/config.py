@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from failover.config_rules import TIMING_RULES, warnings_of
+from failover.config_rules import TIMING_RULES, stop_budget, warnings_of
 from failover.config_values import Bad as _Bad
 from failover.config_values import LoadBalancerConfig, load_balancer, never_start, sync_files, sync_root
 from failover.config_values import seconds as _number
@@ -119,6 +119,15 @@ class Config:
     source: str = "failover_config.py"  # the file it came from (for messages)
     base_dir: str = "."  # where relative script paths are resolved and scripts run
     warnings: tuple[str, ...] = ()
+
+    def stop_budget(self) -> float:
+        """The longest a graceful stop of the service may take (config_rules.stop_budget)."""
+        return stop_budget(self.SCRIPT_TIMEOUT, len(self.SHUTDOWN_SCRIPTS), self.SERVICE_CHECK_TIMEOUT)
+
+    def fence_wait(self) -> float:
+        """How long rhcd lets `confirm-fenced` wait for its decision: a fence step may be under
+        way, and each step of the chain takes at most FENCE_TIMEOUT (one more for the one running)."""
+        return self.FENCE_TIMEOUT * (len(self.fence_methods()) + 1) + self.CONTROL_TIMEOUT
 
     def fence_methods(self) -> tuple[FenceMethod, ...]:
         """The fence chain this config allows, in the order it is tried."""

@@ -13,9 +13,19 @@ from failover.model import OnAckTimeout
 TimingRule = tuple[str, tuple[str, ...], Callable[[dict[str, Any]], tuple[bool, str]], str]
 
 
+def stop_budget(script_timeout: float, shutdown_scripts: int, check_timeout: float) -> float:
+    """The longest a graceful stop may take: each shutdown script to its timeout, then the check
+    that the service is down. The one formula the ACK timeout, the fence and fence-self share."""
+    return script_timeout * shutdown_scripts + check_timeout
+
+
+def _stop(v: dict[str, Any]) -> float:
+    return stop_budget(v["SCRIPT_TIMEOUT"], len(v["SHUTDOWN_SCRIPTS"]), v["SERVICE_CHECK_TIMEOUT"])
+
+
 def _ack_rule(v: dict[str, Any]) -> tuple[bool, str]:
     n = len(v["SHUTDOWN_SCRIPTS"])
-    stop = v["SCRIPT_TIMEOUT"] * n + v["SERVICE_CHECK_TIMEOUT"]
+    stop = _stop(v)
     text = (
         f"SHUTDOWN_ACK_TIMEOUT ({v['SHUTDOWN_ACK_TIMEOUT']:g}) > SCRIPT_TIMEOUT ({v['SCRIPT_TIMEOUT']:g}) x {n} "
         f"SHUTDOWN_SCRIPTS + SERVICE_CHECK_TIMEOUT ({v['SERVICE_CHECK_TIMEOUT']:g}) = {stop:g}"
@@ -38,7 +48,7 @@ def _control_rule(v: dict[str, Any]) -> tuple[bool, str]:
 def _fence_rule(v: dict[str, Any]) -> tuple[bool, str]:
     if not (v.get("RLOGIN_KEY_FILE") or v.get("RLOGIN_PASS")):
         return True, ""  # no fence by ssh
-    stop = v["SCRIPT_TIMEOUT"] * len(v["SHUTDOWN_SCRIPTS"]) + v["SERVICE_CHECK_TIMEOUT"]
+    stop = _stop(v)
     text = (
         f"FENCE_TIMEOUT ({v['FENCE_TIMEOUT']:g}) > 2 x (SCRIPT_TIMEOUT x {len(v['SHUTDOWN_SCRIPTS'])} "
         f"SHUTDOWN_SCRIPTS + SERVICE_CHECK_TIMEOUT) = {2 * stop:g}"
@@ -51,7 +61,7 @@ def _isolation_rule(v: dict[str, Any]) -> tuple[bool, str]:
         return True, ""
     n = len(v["SHUTDOWN_SCRIPTS"])
     slave = v["PROBE_INTERVAL"] * v["PROBE_FAILURES"] + v["SHUTDOWN_ACK_TIMEOUT"]
-    master = v["ISOLATION_TIMEOUT"] + v["SCRIPT_TIMEOUT"] * n + v["SERVICE_CHECK_TIMEOUT"]
+    master = v["ISOLATION_TIMEOUT"] + _stop(v)
     text = (
         f"PROBE_INTERVAL x PROBE_FAILURES + SHUTDOWN_ACK_TIMEOUT = {slave:g} (the slave's earliest takeover "
         f"without an ACK) > ISOLATION_TIMEOUT + SCRIPT_TIMEOUT x {n} + SERVICE_CHECK_TIMEOUT = {master:g} "

@@ -34,7 +34,7 @@ from pathlib import Path
 from failover.channel import ChannelError, ControlServer, Handler, local_call
 from failover.config import Config, ConfigError, find_role, load
 from failover.machine import Role
-from failover.protocol import Message, OperatorAnswer, OperatorCommand, Refused
+from failover.protocol import Message, OperatorCommand, ProtocolError, Refused, local_request, parse_local_answer
 from failover.sanitize import LogFormatter
 from failover.state import StateError, ensure_private_dir
 from failover.supervise import DaemonFailed, Supervisor
@@ -300,11 +300,10 @@ def forward_operator(config: Config, role: Role, message: OperatorCommand, peer:
     log.warning("operator command %s from %s (by %s)", message.action, peer, message.by)
     timeout = config.SHUTDOWN_ACK_TIMEOUT + config.CONTROL_TIMEOUT
     try:
-        answer = local_call(socket_path(config, agent), message.body(), timeout=timeout)
-        return OperatorAnswer(
-            bool(answer.get("ok")), str(answer.get("message", "")), str(answer["state"]), int(answer["term"])
+        return parse_local_answer(
+            local_call(socket_path(config, agent), local_request(message, peer), timeout), message
         )
-    except (ChannelError, KeyError, ValueError, TypeError) as e:
+    except (ChannelError, ProtocolError) as e:
         return Refused(f"{agent} on the {role} cannot take {message.action!r}: {e}")
 
 
@@ -318,6 +317,8 @@ def serve_control(config: Config, role: Role, handler: Handler, stop: threading.
         config.read_secret(),
         handler,
         idle_timeout=config.CONTROL_TIMEOUT,
+        # slots kept for the other host: a flood of strangers cannot crowd out the failover
+        preferred_peers=[config.host_of(Role.SLAVE if role is Role.MASTER else Role.MASTER)],
     )
     log.info("listening on %s:%d", *server.address)
     guard = Supervisor(stop, log)

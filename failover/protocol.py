@@ -212,6 +212,19 @@ class OperatorAnswer(Message):
         return cls(_expect(body, "ok", bool), _expect(body, "message", str), _state(body), _term(body))
 
 
+@dataclass(frozen=True)
+class ConfirmFenced(Message):
+    """`failover confirm-fenced` -> rhcd, over the local socket only (socketserver2 refuses it):
+    the operator made sure the master serves no one in `term` (None: the slave's current term)."""
+
+    TYPE: ClassVar[str] = "CONFIRM_FENCED"
+    term: int | None = None
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Message:
+        return cls(_term(body) if body.get("term") is not None else None)
+
+
 def _state(body: dict[str, Any]) -> str:
     from failover.machine import State  # the protocol carries the machine's state names
 
@@ -233,6 +246,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Refused,
         OperatorCommand,
         OperatorAnswer,
+        ConfirmFenced,
     )
 }
 
@@ -248,6 +262,50 @@ def parse_message(body: Any) -> Message:
     if extra:
         raise ProtocolError(f"unexpected fields {sorted(extra)[:5]} in {kind}")
     return cls.from_body(body)
+
+
+# --------------------------------------------------------------------------------------------
+# The local RPC: the same messages as JSON objects over a Unix socket between the daemons of one
+# host (socketserver -> lhcd, socketserver2 -> rhcd, the CLI -> rhcd). The socket's mode is the
+# authentication, so there is no MAC; a request may name the network `peer` it came from.
+
+LOCAL_REQUESTS: dict[str, tuple[type[Message], ...]] = {
+    "lhcd": (ShutdownYourService, OperatorCommand),
+    "rhcd": (Heartbeat, OperatorCommand, ConfirmFenced),
+}
+LOCAL_ANSWERS: dict[type[Message], type[Message]] = {
+    ShutdownYourService: Ack,
+    Heartbeat: HeartbeatReply,
+    OperatorCommand: OperatorAnswer,
+    ConfirmFenced: OperatorAnswer,
+}
+
+
+def local_request(message: Message, peer: str = "") -> dict[str, Any]:
+    """The JSON object that carries `message` to a local daemon."""
+    return {**message.body(), "peer": peer}
+
+
+def parse_local_request(obj: Any, daemon: str) -> tuple[Message, str]:
+    """The message and the peer of a local request that `daemon` serves; ProtocolError else."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("a local request must be a JSON object")
+    body = dict(obj)
+    peer = body.pop("peer", "")
+    if not isinstance(peer, str):
+        raise ProtocolError("field 'peer' must be text")
+    message = parse_message(body)
+    if not isinstance(message, LOCAL_REQUESTS[daemon]):
+        raise ProtocolError(f"{daemon} does not serve {message.TYPE}")
+    return message, peer[:200]
+
+
+def parse_local_answer(obj: Any, request: Message) -> Message:
+    """A local daemon's answer to `request`: the answer type it calls for, or Refused."""
+    message = parse_message(obj)
+    if not isinstance(message, LOCAL_ANSWERS[type(request)] | Refused):
+        raise ProtocolError(f"{message.TYPE} does not answer {request.TYPE}")
+    return message
 
 
 # --------------------------------------------------------------------------------------------

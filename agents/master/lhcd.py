@@ -44,7 +44,16 @@ from failover.machine import (
     Started,
     State,
 )
-from failover.protocol import Heartbeat, HeartbeatReply, ProtocolError
+from failover.protocol import (
+    Ack,
+    Heartbeat,
+    HeartbeatReply,
+    Message,
+    ProtocolError,
+    ShutdownYourService,
+    local_request,
+    parse_local_answer,
+)
 from failover.state import wall_clock
 
 
@@ -153,16 +162,13 @@ class Lhcd(Agent):
         except (ChannelError, ProtocolError, OSError) as e:
             self.log.warning("could not tell the slave that the agents stop: %s", e)
 
-    def on_local_request(self, req: dict[str, Any]) -> dict[str, Any]:
+    def serve_local(self, message: Message, peer: str) -> Message:
         """socketserver (or fence-self) forwards an authenticated SHUTDOWN_YOUR_SERVICE; answer when it is done."""
-        if req.get("type") == "OPERATOR":
-            return self.operator_request(req)
-        term = req.get("term")
-        if req.get("type") != "SHUTDOWN_YOUR_SERVICE" or not isinstance(term, int) or term < 1:
-            return {"ok": False, "detail": f"lhcd does not serve {str(req.get('type'))[:40]!r}"}
-        self.log.warning("SHUTDOWN_YOUR_SERVICE for term %d from %s: %s", term, req.get("peer"), req.get("reason"))
-        waiter = self.expect_reply(term)
-        self.submit(ShutdownRequested(time.monotonic(), term=term))
+        if not isinstance(message, ShutdownYourService):
+            return super().serve_local(message, peer)
+        self.log.warning("SHUTDOWN_YOUR_SERVICE for term %d from %s: %s", message.term, peer, message.reason)
+        waiter = self.expect_reply(message.term)
+        self.submit(ShutdownRequested(time.monotonic(), term=message.term))
         return self.answer(waiter, self.config.SHUTDOWN_ACK_TIMEOUT)
 
     def expect_reply(self, term: int) -> _Waiter:
@@ -171,13 +177,12 @@ class Lhcd(Agent):
             self._waiters.append(waiter)
         return waiter
 
-    def answer(self, waiter: _Waiter, timeout: float) -> dict[str, Any]:
-        if not waiter.done.wait(timeout):
+    def answer(self, waiter: _Waiter, timeout: float) -> Ack:
+        if not waiter.done.wait(timeout) or waiter.reply is None:
             with self._lock:
                 self._waiters.remove(waiter)
-            return {"ok": False, "term": waiter.term, "detail": "the shutdown did not finish in time"}
-        assert waiter.reply is not None
-        return {"ok": waiter.reply.ok, "term": waiter.term, "detail": waiter.reply.detail}
+            return Ack(waiter.term, False, "the shutdown did not finish in time")
+        return Ack(waiter.term, waiter.reply.ok, waiter.reply.detail)
 
     # ------------------------------------------------------------------ actions
 
@@ -200,12 +205,14 @@ def fence_self(config: Config, term: int, log: logging.Logger) -> dict[str, Any]
     """The master stops its service for `term` when the slave asks over SSH (the fence by ssh):
     through lhcd if it answers; else as lhcd would, holding lhcd's lock so none starts meanwhile.
     A hung lhcd (it holds the lock, it does not answer) is killed first: the fence must not wait."""
-    path = socket_path(config, "lhcd")
-    request_body = {"type": "SHUTDOWN_YOUR_SERVICE", "term": term, "reason": "fence over ssh", "peer": "rcmd"}
-    stop_budget = config.SCRIPT_TIMEOUT * len(config.SHUTDOWN_SCRIPTS) + config.SERVICE_CHECK_TIMEOUT
-    try:
-        return local_call(path, request_body, timeout=stop_budget)  # FENCE_TIMEOUT covers twice this
-    except ChannelError as e:
+    request = ShutdownYourService(term, "fence over ssh")
+    try:  # FENCE_TIMEOUT covers twice the stop budget: this attempt, then the one without lhcd
+        answer = local_call(socket_path(config, "lhcd"), local_request(request, "rcmd"), config.stop_budget())
+        ack = parse_local_answer(answer, request)
+        if isinstance(ack, Ack):
+            return {"ok": ack.ok, "term": ack.term, "detail": ack.detail}
+        log.warning("lhcd refused the fence: %s", ack)
+    except (ChannelError, ProtocolError) as e:
         log.warning("lhcd does not answer (%s): stopping the service without it", e)
     try:
         pid = running_pid(pid_path(config, "lhcd"))
@@ -225,7 +232,8 @@ def fence_self(config: Config, term: int, log: logging.Logger) -> dict[str, Any]
         waiter = agent.expect_reply(term)
         agent.process(Started(time.monotonic()))
         agent.process(ShutdownRequested(time.monotonic(), term=term))  # runs the scripts and the check
-        return agent.answer(waiter, 0)
+        ack = agent.answer(waiter, 0)
+        return {"ok": ack.ok, "term": ack.term, "detail": ack.detail}
     finally:
         lock.release()
 

@@ -17,7 +17,18 @@ from failover.channel import ChannelError, Handler, local_call
 from failover.config import Config
 from failover.daemon import daemon_main, forward_operator, serve_control, socket_path
 from failover.machine import Role
-from failover.protocol import Ack, Message, OperatorCommand, Refused, ShutdownYourService, StatusReply, StatusRequest
+from failover.protocol import (
+    Ack,
+    Message,
+    OperatorCommand,
+    ProtocolError,
+    Refused,
+    ShutdownYourService,
+    StatusReply,
+    StatusRequest,
+    local_request,
+    parse_local_answer,
+)
 
 
 def make_handler(config: Config, log: logging.Logger) -> Handler:
@@ -25,15 +36,14 @@ def make_handler(config: Config, log: logging.Logger) -> Handler:
         if isinstance(message, ShutdownYourService):
             log.warning("SHUTDOWN_YOUR_SERVICE for term %d from %s", message.term, peer)
             try:
-                answer = local_call(
-                    socket_path(config, "lhcd"),
-                    {"type": message.TYPE, "term": message.term, "reason": message.reason, "peer": peer},
-                    timeout=config.SHUTDOWN_ACK_TIMEOUT,
+                answer = parse_local_answer(
+                    local_call(socket_path(config, "lhcd"), local_request(message, peer), config.SHUTDOWN_ACK_TIMEOUT),
+                    message,
                 )
-            except ChannelError as e:
+            except (ChannelError, ProtocolError) as e:
                 log.error("cannot hand the shutdown to lhcd: %s", e)
                 return Ack(message.term, False, f"lhcd is not running on the master ({e}): nothing was stopped")
-            ack = Ack(message.term, bool(answer.get("ok")), str(answer.get("detail", "")))
+            ack = answer if isinstance(answer, Ack) else Ack(message.term, False, f"lhcd refused: {answer}")
             log.info("answering %s for term %d: %s", "ACK" if ack.ok else "NACK", ack.term, ack.detail)
             return ack
         if isinstance(message, OperatorCommand):

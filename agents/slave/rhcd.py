@@ -12,7 +12,6 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
 
 from failover import fencing, service
 from failover.agent import Agent
@@ -37,7 +36,17 @@ from failover.machine import (
     State,
 )
 from failover.probes import pop3_probe
-from failover.protocol import Ack, ProtocolError, Refused, ShutdownYourService
+from failover.protocol import (
+    Ack,
+    ConfirmFenced,
+    Heartbeat,
+    HeartbeatReply,
+    Message,
+    OperatorAnswer,
+    ProtocolError,
+    Refused,
+    ShutdownYourService,
+)
 from failover.state import wall_clock
 
 RETRY = 0.2  # seconds between attempts to reach the master's socketserver while waiting for the ACK
@@ -88,21 +97,17 @@ class Rhcd(Agent):
                 self.submit(LocalHealth(time.monotonic(), ok, detail, taken=taken))
             self._probe_now.wait(c.PROBE_INTERVAL)
 
-    def on_local_request(self, req: dict[str, Any]) -> dict[str, Any]:
+    def serve_local(self, message: Message, peer: str) -> Message:
         """Heartbeats forwarded by socketserver2, and confirm-fenced from the operator."""
-        kind = req.get("type")
-        if kind == "HEARTBEAT":
-            try:
-                report = PeerReport(
-                    time.monotonic(),
-                    req["term"],
-                    State(req["state"]),
-                    req.get("service_ok"),
-                    str(req.get("detail", "")),
-                    Condition(req.get("condition", "unknown")),
-                )
-            except (KeyError, ValueError, TypeError) as e:
-                return {"error": f"bad heartbeat: {e}"}
+        if isinstance(message, Heartbeat):
+            report = PeerReport(
+                time.monotonic(),
+                message.term,
+                State(message.state),
+                message.service_ok,
+                message.detail,
+                Condition(message.condition),
+            )
             self.observe(
                 heartbeat_time=wall_clock(),
                 heartbeat_mono=time.monotonic(),
@@ -113,16 +118,15 @@ class Rhcd(Agent):
                 master_condition=report.condition.value,
             )
             self.submit(report)
-            return {"term": self.node.term, "state": self.node.state.value}
-        if kind == "CONFIRM_FENCED":
-            term = req.get("term", self.node.term)
-            if not isinstance(term, int) or term < 0:
-                return {"error": "term must be an integer"}
+            return HeartbeatReply(self.node.term, self.node.state.value)
+        if isinstance(message, ConfirmFenced):
+            term = self.node.term if message.term is None else message.term
             self.log.warning("operator confirms the master is fenced for term %d", term)
-            wait = self.config.FENCE_TIMEOUT * (len(self.policy.fence_methods) + 1) + 5  # a fence may be running
+            # a fence step may be running: the decision can wait for it
+            wait = self.config.fence_wait()
             node = self.submit_and_wait(FenceConfirmed(time.monotonic(), term, "operator (confirm-fenced)"), wait)
-            return {"term": node.term, "state": node.state.value, "reason": node.reason}
-        return super().on_local_request(req)
+            return OperatorAnswer(True, node.reason, node.state.value, node.term)
+        return super().serve_local(message, peer)
 
     # ------------------------------------------------------------------ actions
 

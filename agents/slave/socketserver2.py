@@ -16,7 +16,18 @@ from failover.channel import ChannelError, Handler, local_call
 from failover.config import Config
 from failover.daemon import daemon_main, forward_operator, serve_control, socket_path
 from failover.machine import Role, initial_state
-from failover.protocol import Heartbeat, HeartbeatReply, Message, OperatorCommand, Refused, StatusReply, StatusRequest
+from failover.protocol import (
+    Heartbeat,
+    HeartbeatReply,
+    Message,
+    OperatorCommand,
+    ProtocolError,
+    Refused,
+    StatusReply,
+    StatusRequest,
+    local_request,
+    parse_local_answer,
+)
 from failover.state import StateError, StateStore
 
 
@@ -25,11 +36,15 @@ def make_handler(config: Config, log: logging.Logger) -> Handler:
 
     def handle(message: Message, peer: str) -> Message:
         if isinstance(message, Heartbeat):
-            body = message.body()
             try:
-                answer = local_call(socket_path(config, "rhcd"), body, timeout=config.CONTROL_TIMEOUT)
-                return HeartbeatReply(int(answer["term"]), str(answer["state"]))
-            except (ChannelError, KeyError, ValueError) as e:
+                answer = parse_local_answer(
+                    local_call(socket_path(config, "rhcd"), local_request(message, peer), config.CONTROL_TIMEOUT),
+                    message,
+                )
+                if isinstance(answer, HeartbeatReply):
+                    return answer
+                log.warning("rhcd refused the heartbeat from %s: %s", peer, answer)
+            except (ChannelError, ProtocolError) as e:
                 log.warning("heartbeat from %s not handed to rhcd (%s): answering from the state file", peer, e)
             try:
                 node = store.load() or initial_state(Role.SLAVE)
