@@ -146,7 +146,7 @@ def _check_sync(ctx: Context) -> None:
     except (SyncError, FailoverError, ConfigError) as e:
         click.echo(f"{ctx.config.source}: note: SYNC_FILES not compared (the peer: {e})", err=True)
         return
-    differ = [r for r in rows if r.status != "equal"]
+    differ = [r for r in rows if r.status not in ("equal", "skipped")]  # skipped: a fifo, socket, device
     if differ:
         paths = ", ".join(f"/{r.path} ({r.status})" for r in differ[:5])
         click.echo(f"{ctx.config.source}: warning: SYNC_FILES: {len(differ)} of {len(rows)} differ: {paths}", err=True)

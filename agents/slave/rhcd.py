@@ -179,6 +179,10 @@ class Rhcd(Agent):
                 else:
                     self.log.error("unexpected answer %s to SHUTDOWN_YOUR_SERVICE", reply.TYPE)
                 return
+        except Exception:
+            # a one-shot thread: nothing restarts it, and the machine's ACK deadline moves the
+            # failover on (FENCING) without it; what went wrong must still be in the log
+            self.log.exception("sending SHUTDOWN_YOUR_SERVICE for term %d failed", action.term)
         finally:
             self._sending.release()
 
