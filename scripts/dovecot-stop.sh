@@ -39,4 +39,8 @@ if alive "$pid"; then echo "dovecot: pid $pid still runs after SIGKILL"; exit 1;
 # A login process the master forked just as the group got SIGTERM missed it, and would keep
 # the listening socket open: whatever is left of the group goes too.
 kill -s KILL -- "-$pid" 2>/dev/null || true
+# A stop asked for is a clean stop, even when it took SIGKILL: Dovecot removes its pid file only
+# when it exits by itself, and a pid file left behind would read as a crash to lhcd (which then
+# restarts the service an operator just stopped). Only if it still names the master we stopped.
+if [ "$(cat "$pidfile" 2>/dev/null)" = "$pid" ]; then rm -f "$pidfile"; fi
 echo "dovecot: stopped (pid $pid, $how)"

@@ -57,6 +57,8 @@ def test_a_master_that_does_not_exit_on_sigterm_is_killed_within_the_script_time
     assert "SIGKILL after a 1 s grace" in stop.output
     assert pop3_probe(dovecot.address, dovecot.port, 2.0).refused
     assert not dovecot.running()
+    # a stop asked for is clean even when it took SIGKILL: no pid file is left to read as a crash
+    assert not os.path.exists(dovecot.pidfile)
 
 
 def test_a_bad_grace_is_refused_and_stops_nothing(dovecot: Pop3Instance) -> None:
