@@ -1,1 +1,2 @@
-"""The agents: thin daemons around failover.machine."""
+"""The programs the Perl tool named (lhcd, socketserver, rhcd, socketserver2, rcmd): thin mains
+over failover/, which holds all of their code."""

@@ -1,6 +1,6 @@
 """Failover time on loopback with real Dovecot: kill -9 of the master's POP3 -> first answer of the slave.
 
-Each trial builds a fresh pair (failover.loopback), lets it settle, waits a random part of the
+Each trial builds a fresh pair (failover.lab.pair), lets it settle, waits a random part of the
 probe cycle, kills the master's Dovecot process group with SIGKILL, and measures with a client
 that does a full greeting + USER + PASS + STAT every 10 ms (master first, then slave):
 
@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from failover.config import KEYS
-from failover.loopback import PROFILES, LoopbackPair, Poller
+from failover.lab.pair import PROFILES, LoopbackPair, Poller
 from failover.machine import Role
 
 

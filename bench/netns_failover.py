@@ -1,6 +1,6 @@
 """Failover on three hosts (network namespaces): injection -> first answer of the slave through HAProxy.
 
-For each profile (the shipped defaults, and the fast netns profile of tests/netns/cluster.py) and
+For each profile (the shipped defaults, and the fast netns profile of tests/harness/cluster.py) and
 each injection (kill -9 of the master's Dovecot, the master's links down, every master process
 frozen with SIGSTOP), N trials on a fresh three-host cluster: a client inside the client
 namespace does a full POP3 exchange through HAProxy every 20 ms, and
@@ -25,11 +25,11 @@ import sys
 import time
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: tests.netns
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: tests.harness
 from bench.failover_time import percentile, settings_of
 from failover.machine import Role
-from tests.netns.cluster import TIMINGS, ClientPoller, Cluster, running_cluster
-from tests.netns.relay import LossyLink
+from tests.harness.cluster import TIMINGS, ClientPoller, Cluster, running_cluster
+from tests.harness.relay import LossyLink
 
 M, S = Role.MASTER, Role.SLAVE
 PROFILES: dict[str, dict[str, Any]] = {"default": {}, "fast": TIMINGS}

@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: tests.sshd
-from failover.localpop3 import make_world_readable_dir
-from failover.loopback import LoopbackPair
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: tests.harness
+from failover.lab.pair import LoopbackPair
+from failover.lab.pop3 import make_world_readable_dir
 from failover.machine import Role, State, Transition, initial_state
 from failover.state import StateStore
-from tests.integration.conftest import ssh_settings
-from tests.sshd import SshdInstance
+from tests.harness.pair import ssh_settings
+from tests.harness.sshd import SshdInstance
 
 PEAK_RSS = """
 import resource, subprocess, sys, time

@@ -9,6 +9,7 @@ the decisions are all in failover.machine.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -162,7 +163,7 @@ class Agent:
         guard.watch("local-server", local.start())
         extra: list[Callable[[threading.Event], None]] = [self.run_notices]
         if self.config.SYNC_FILES:
-            from failover.autosync import AutoSync  # only hosts that sync files need SSH and SFTP
+            from failover.sync.auto import AutoSync  # only hosts that sync files need SSH and SFTP
 
             syncer = AutoSync(
                 self.config,
@@ -256,26 +257,46 @@ class Agent:
 
     # ------------------------------------------------------------------ actions
 
+    def executors(self) -> dict[type[Action], Callable[[Any], Event | None]]:
+        """Action type -> the method that carries it out (its result is the next event). Each
+        role adds its own; tests/unit/test_executor.py checks the table against ACTIONS_OF."""
+        return {
+            RunScripts: self.run_scripts_action,
+            CheckService: self.check_service_action,
+            Alert: self.alert,
+            Answer: self.answer_operator,
+            Notify: self.notify,
+            LbFence: self.load_balancer,
+            LbEnable: self.load_balancer,
+        }
+
     def execute(self, action: Action) -> Event | None:
-        if isinstance(action, RunScripts):
-            return self.run_scripts(action.kind)
-        if isinstance(action, CheckService):
-            return self.check_service(action.expect_up)
-        if isinstance(action, Alert):
-            self.log.error("ALERT: %s", action.message)
-            self.observe(last_alert=action.message, last_alert_time=wall_clock())
-            return None
-        if isinstance(action, Answer):
-            self.log.info("answer to the operator: %s: %s", "done" if action.ok else "REFUSED", action.message)
-            if self._answers is not None:
-                self._answers.append(action)
-            return None
-        if isinstance(action, Notify):
-            self._notices.put((action.transition, self.node))
-            return None
-        if isinstance(action, LbFence | LbEnable):
-            return self.load_balancer(action)
-        raise NotImplementedError(f"{self.name} cannot execute {action!r}")
+        executor = self._executors.get(type(action))
+        if executor is None:  # the machine emitted what this role has no executor for: a bug
+            raise NotImplementedError(f"{self.name} cannot execute {action!r}")
+        return executor(action)
+
+    @functools.cached_property
+    def _executors(self) -> dict[type[Action], Callable[[Any], Event | None]]:
+        return self.executors()
+
+    def run_scripts_action(self, action: RunScripts) -> Event:
+        return self.run_scripts(action.kind)
+
+    def check_service_action(self, action: CheckService) -> Event:
+        return self.check_service(action.expect_up)
+
+    def alert(self, action: Alert) -> None:
+        self.log.error("ALERT: %s", action.message)
+        self.observe(last_alert=action.message, last_alert_time=wall_clock())
+
+    def answer_operator(self, action: Answer) -> None:
+        self.log.info("answer to the operator: %s: %s", "done" if action.ok else "REFUSED", action.message)
+        if self._answers is not None:
+            self._answers.append(action)
+
+    def notify(self, action: Notify) -> None:
+        self._notices.put((action.transition, self.node))
 
     def load_balancer(self, action: LbFence | LbEnable) -> Event:
         what = f"{'fence' if isinstance(action, LbFence) else 'enable'} the {action.role}'s server"
@@ -295,7 +316,7 @@ class Agent:
     ) -> dict[str, str]:
         """What every script learns of the event: FAILOVER_EVENT, _FROM_STATE, _TO_STATE, _TERM,
         _REASON, _ROLE, _PEER (and _HOST, _STATE, _TRIGGER)."""
-        peer = Role.SLAVE if self.role is Role.MASTER else Role.MASTER
+        peer = self.role.peer
         node = node or self.node
         t = transition or self.last_transition
         return {

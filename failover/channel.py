@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from failover.errors import FailoverError
 from failover.protocol import (
     MAX_LINE,
     NONCE_BYTES,
@@ -77,7 +78,7 @@ COUNTERS = (
 )
 
 
-class ChannelError(Exception):
+class ChannelError(FailoverError):
     """The peer could not be reached or did not answer in time."""
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from failover.channel import ChannelError, ControlServer, Handler, local_call
 from failover.config import Config, ConfigError, find_role, load
+from failover.errors import FailoverError
 from failover.machine import Role
 from failover.protocol import Message, OperatorCommand, ProtocolError, Refused, local_request, parse_local_answer
 from failover.sanitize import LogFormatter
@@ -52,7 +53,7 @@ MODULES = {
 }
 
 
-class AlreadyRunning(Exception):
+class AlreadyRunning(FailoverError):
     pass
 
 
@@ -84,7 +85,7 @@ class PidLock:
         os.close(self.fd)
 
 
-class PidUnknown(Exception):
+class PidUnknown(FailoverError):
     """A daemon holds its pid lock but its pid file names no valid pid: it cannot be signalled."""
 
 
@@ -318,7 +319,7 @@ def serve_control(config: Config, role: Role, handler: Handler, stop: threading.
         handler,
         idle_timeout=config.CONTROL_TIMEOUT,
         # slots kept for the other host: a flood of strangers cannot crowd out the failover
-        preferred_peers=[config.host_of(Role.SLAVE if role is Role.MASTER else Role.MASTER)],
+        preferred_peers=[config.host_of(role.peer)],
     )
     log.info("listening on %s:%d", *server.address)
     guard = Supervisor(stop, log)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 
-from agents.slave.rcmd import RcmdError, from_config, remote_failover
 from failover.config import Config
 from failover.loadbalancer import HAProxyRuntime, LoadBalancer, LoadBalancerError
 from failover.machine import FenceMethod, Role
 from failover.scripts import run_scripts
+from failover.ssh import RcmdError, from_config, remote_failover
 
 
 def load_balancer(config: Config) -> LoadBalancer | None:

@@ -49,7 +49,8 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from failover.model import MAX_TERM, Condition, Role, State
+from failover.errors import FailoverError
+from failover.machine.model import MAX_TERM, Condition, Role, State
 
 MAGIC = b"FOHB"
 VERSION = 1
@@ -89,7 +90,7 @@ _STATES = {v: k for k, v in STATE_CODES.items()}
 _CONDITIONS = {v: k for k, v in CONDITION_CODES.items()}
 
 
-class DatagramError(Exception):
+class DatagramError(FailoverError):
     """A datagram that is dropped. `kind` names the reason for counting and rate-limited logs:
     size, magic, version, mac, field, reflected, replayed, unknown-sender, stale-term."""
 

@@ -14,10 +14,11 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from failover.errors import FailoverError
 from failover.machine import Role
 
 
-class LoadBalancerError(Exception):
+class LoadBalancerError(FailoverError):
     """The load balancer did not do what was asked, or could not be reached in time."""
 
 

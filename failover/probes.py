@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from failover.errors import FailoverError
 from failover.scripts import run_script
 
 
@@ -25,7 +26,7 @@ class ProbeOutcome:
     refused: bool = False
 
 
-class _Failed(Exception):
+class _Failed(FailoverError):
     pass
 
 

@@ -19,14 +19,15 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from failover.model import MAX_TERM
+from failover.errors import FailoverError
+from failover.machine.model import MAX_TERM
 
 VERSION = 1
 MAX_LINE = 64 * 1024
 NONCE_BYTES = 32
 
 
-class ProtocolError(Exception):
+class ProtocolError(FailoverError):
     """A line or message that must be refused; the message says why (for the log)."""
 
 
@@ -107,11 +108,11 @@ class Heartbeat(Message):
     state: str
     service_ok: bool | None
     detail: str = ""
-    condition: str = "unknown"  # failover.model.Condition: up, restarting, failed, stopped, ...
+    condition: str = "unknown"  # failover.machine.model.Condition: up, restarting, failed, stopped, ...
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Message:
-        from failover.model import Condition
+        from failover.machine.model import Condition
 
         condition = _expect(body, "condition", str, optional=True) or "unknown"
         if condition not in {c.value for c in Condition}:

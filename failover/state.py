@@ -33,11 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from failover.errors import FailoverError
 from failover.machine import NodeState, Role, Transition
-from failover.model import MAX_TERM
+from failover.machine.model import MAX_TERM
 
 
-class StateError(Exception):
+class StateError(FailoverError):
     """The state file exists but cannot be trusted; the daemon must not guess. `key` names the
     field at fault (None when the file as a whole is unreadable)."""
 
@@ -80,11 +81,23 @@ def atomic_write(path: str, data: bytes, durable: bool = True) -> None:
         fsync_dir(directory)
 
 
-STATE_VERSION = 2  # 1: no version field (before this one); 2: the version field is written
+# 1: no version field; 2: the version field is written; 3: the hold is one record, reasons have codes
+STATE_VERSION = 3
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON holds it: enums by their value, records as objects."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def to_dict(node: NodeState) -> dict[str, Any]:
-    return {k: (v.value if hasattr(v, "value") else v) for k, v in dataclasses.asdict(node).items()}
+    return {k: _plain(v) for k, v in dataclasses.asdict(node).items()}
 
 
 RETIRED_FIELDS = frozenset({"master_says_down"})  # written by earlier versions, ignored on load
@@ -108,7 +121,7 @@ def _shown(value: Any) -> str:
     return f"{kind} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
-class _Bad(Exception):
+class _Bad(FailoverError):
     """One field's problem, without the key (the caller adds it)."""
 
 
@@ -188,12 +201,40 @@ def _sequence(inner: Check) -> Check:
     return check
 
 
+def _record(kind: type[Any]) -> Check:
+    """A nested record (a frozen dataclass such as Hold): an object with exactly its fields, each
+    checked by its own type, the error naming the inner field."""
+    checks = {name: _check_for(hint) for name, hint in typing.get_type_hints(kind).items()}
+    required = [f.name for f in dataclasses.fields(kind) if f.default is dataclasses.MISSING]
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _Bad(f"expected an object, got {_shown(value)}")
+        unknown = sorted(str(k)[:40] for k in set(value) - set(checks))
+        if unknown:
+            raise _Bad(f"unknown field {unknown[0]}")
+        for name in required:
+            if name not in value:
+                raise _Bad(f"{name}: missing")
+        fields = {}
+        for name, item in value.items():
+            try:
+                fields[name] = checks[name](item)
+            except _Bad as e:
+                raise _Bad(f"{name}: {e}") from None
+        return kind(**fields)
+
+    return check
+
+
 def _check_for(hint: Any) -> Check:
     """The check of a NodeState field's type; a type this does not know fails at import, so a new
     field cannot slip through unchecked."""
     simple: dict[Any, Check] = {int: _integer, float: _number, bool: _boolean, str: _string}
     if hint in simple:
         return simple[hint]
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _record(hint)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return _enum(hint)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -224,10 +265,30 @@ def _version(data: dict[str, Any]) -> int:
     return version
 
 
+_FLAT_HOLD = ("held_from", "hold_by", "hold_since", "hold_reason")  # versions 1 and 2: the hold, flat
+
+
+def _migrated(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """A file of an earlier version in this version's shape (its values are checked after)."""
+    if version >= 3:
+        return data
+    flat = {name: data.pop(name) for name in _FLAT_HOLD if name in data}
+    held_from = flat.get("held_from")
+    if held_from is not None:
+        data["hold"] = {
+            "held_from": held_from,
+            "by": flat.get("hold_by", ""),
+            "since": flat.get("hold_since", ""),
+            "reason": flat.get("hold_reason", ""),
+        }
+    return data
+
+
 def from_dict(data: dict[str, Any]) -> NodeState:
     """A NodeState from a state file's object, every field checked; StateError names the key."""
-    _version(data)  # versions 1 and 2 have the same fields
+    version = _version(data)
     data = {k: v for k, v in data.items() if k not in RETIRED_FIELDS and k != "version"}
+    data = _migrated(data, version)
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
         shown = ", ".join(k if k.isidentifier() else repr(k)[:40] for k in unknown)  # a key may hold anything
@@ -312,6 +373,7 @@ class StateStore:
             "from_term": transition.from_term,
             "term": transition.term,
             "event": transition.event,
+            "code": transition.code.value,
             "reason": transition.reason,
         }
         self._append(entry)

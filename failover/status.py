@@ -35,16 +35,17 @@ def collect(config: Config, role: Role) -> dict[str, Any]:
         status.update(state=node.state.value, group=node.group, term=node.term, reason=node.reason)
         status.update(service_ok=node.service_ok, condition=node.condition.value, restarts=len(node.restarts))
         if node.state is State.MAINTENANCE:
+            hold = node.hold
             status["hold"] = {
-                "by": node.hold_by,
-                "since": node.hold_since,
-                "reason": node.hold_reason,
-                "held_from": node.held_from.value if node.held_from else None,
+                "by": hold.by if hold else "",
+                "since": hold.since if hold else "",
+                "reason": hold.reason if hold else "",
+                "held_from": hold.held_from.value if hold else None,
             }
     else:
         status.update(state=None, group=None, term=None, reason="no state yet (agents never started here)")
     if config.SYNC_FILES:
-        from failover.syncpeer import read_result
+        from failover.sync.peer import read_result
 
         status["sync"] = read_result(config)
     triggers = sorted(t.value for t in config.triggers())

@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from failover.model import MAX_TERM, State
+from failover.errors import FailoverError
+from failover.machine.model import MAX_TERM, State
 
 Scalar = (str, int, float, bool, type(None))
 
 
-class StatusError(ValueError):
+class StatusError(FailoverError):
     """A status that cannot be shown or acted on; the message names the field."""
 
 

@@ -22,6 +22,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from failover.errors import FailoverError
+
 RESTART_BACKOFF = 0.1  # seconds before the first restart; doubled per failure within the window
 BACKOFF_MAX = 5.0
 VITAL_FAILURES = 5  # this many failures of a vital thread within FAILURE_WINDOW end the daemon
@@ -31,7 +33,7 @@ LOG_EVERY = 10.0  # the same error of the same thread is logged with its traceba
 ThreadFunction = Callable[[threading.Event], None]
 
 
-class DaemonFailed(Exception):
+class DaemonFailed(FailoverError):
     """A vital thread kept failing or the decision loop raised: the daemon must exit non-zero."""
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from failover.localpop3 import Pop3Instance, dovecot_available, free_port, make_world_readable_dir
+from failover.lab.pop3 import Pop3Instance, dovecot_available, free_port, make_world_readable_dir
 
 POP3_KIND = os.environ.get("FAILOVER_TEST_POP3", "dovecot")
 

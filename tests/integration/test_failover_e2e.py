@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from failover.localpop3 import PASSWORD, USER
-from failover.loopback import LoopbackPair, Poller
+from failover.lab.pair import LoopbackPair, Poller
+from failover.lab.pop3 import PASSWORD, USER
 from failover.machine import Role
 from failover.probes import pop3_probe
 

@@ -10,12 +10,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from failover.localhaproxy import HAProxyInstance
-from failover.localpop3 import free_port
-from failover.loopback import LoopbackPair, Poller
+from failover.lab.haproxy import HAProxyInstance
+from failover.lab.pair import LoopbackPair, Poller
+from failover.lab.pop3 import free_port
 from failover.machine import Role
-from tests.integration.conftest import ssh_settings, start_pair
-from tests.sshd import SshdInstance
+from tests.harness.pair import ssh_settings, start_pair
+from tests.harness.sshd import SshdInstance
 
 M, S = Role.MASTER, Role.SLAVE
 MakePair = Callable[..., LoopbackPair]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from failover.channel import request
-from failover.loopback import LoopbackPair
+from failover.lab.pair import LoopbackPair
 from failover.machine import Role
 from failover.protocol import StatusReply, StatusRequest
 

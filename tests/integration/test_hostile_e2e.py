@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from failover.loopback import LoopbackPair
+from failover.lab.pair import LoopbackPair
 from failover.machine import Role
 
 MakePair = Callable[..., LoopbackPair]

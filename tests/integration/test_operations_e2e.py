@@ -15,10 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from failover.loopback import LoopbackPair, Poller
+from failover.lab.pair import LoopbackPair, Poller
 from failover.machine import Role
 from failover.probes import pop3_probe
-from tests.integration.conftest import start_pair, wait_heartbeat_seen
+from tests.harness.pair import start_pair, wait_heartbeat_seen
 from tests.integration.test_fencing_e2e import reasons, with_haproxy
 
 M, S = Role.MASTER, Role.SLAVE

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import psutil
 
-from failover.loopback import LoopbackPair
+from failover.lab.pair import LoopbackPair
 from failover.machine import Role
 from tests.conftest import put
-from tests.integration.conftest import ssh_settings, start_pair
-from tests.sshd import SshdInstance
+from tests.harness.pair import ssh_settings, start_pair
+from tests.harness.sshd import SshdInstance
 
 M, S = Role.MASTER, Role.SLAVE
 MakePair = Callable[..., LoopbackPair]

@@ -1,6 +1,6 @@
 """Never active on both hosts, proven on three hosts: master, slave, and a client with HAProxy.
 
-Each host is a network namespace (tests/netns/network.py). Dovecot runs on master and slave,
+Each host is a network namespace (tests/harness/network.py). Dovecot runs on master and slave,
 sshd on the master (for the fence by ssh), HAProxy on the client in front of both (its runtime
 API over TCP, so the slave's load-balancer fence crosses the network), and the witness is
 HAProxy's frontend. A client inside the client namespace polls through HAProxy every 20 ms with
@@ -19,7 +19,7 @@ import pytest
 
 from failover.machine import Role
 from tests.conftest import POP3_KIND
-from tests.netns.cluster import ADMIN, TIMINGS, ClientPoller, Cluster, build_cluster, wait_until
+from tests.harness.cluster import ADMIN, TIMINGS, ClientPoller, Cluster, build_cluster, wait_until
 
 M, S = Role.MASTER, Role.SLAVE
 
@@ -185,7 +185,7 @@ def test_a_healthy_master_on_a_bad_link_is_never_failed_over(
 ) -> None:
     """The master's links to the slave and to the client lose 20 % of their frames (or hold each
     for 200 ms) for 30 s: with the default settings nothing moves."""
-    from tests.netns.relay import LossyLink
+    from tests.harness.relay import LossyLink
 
     links = [
         LossyLink(default_cluster.net, "master", other, loss, delay, max_duration=120, seed=n)

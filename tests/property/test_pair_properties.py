@@ -300,3 +300,10 @@ def test_checks_begun_before_a_failover_finished_never_move_anyone(
         else:
             pair.stale_probe(back)
     assert {role: (h.node.state, h.node.term) for role, h in pair.hosts.items()} == settled
+
+
+def test_the_simulated_world_has_one_simulator_per_action_type_the_roles_emit() -> None:
+    from failover.machine import ACTIONS_OF
+
+    pair = MasterSlavePair(Policy())
+    assert set(pair.simulators()) == ACTIONS_OF[Role.MASTER] | ACTIONS_OF[Role.SLAVE]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from failover import config as cfg
 from failover.config import ConfigError, find_role, load
+from failover.config import loading as cfg
 from failover.machine import OnAckTimeout, Role
 
 GOOD = """\

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from failover.localpop3 import Pop3Instance, dovecot_available, free_port, make_world_readable_dir
+from failover.lab.pop3 import Pop3Instance, dovecot_available, free_port, make_world_readable_dir
 from failover.probes import pop3_probe
 from failover.scripts import run_script
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from failover.config import ConfigError, load
-from failover.filetrust import writable_by_others
+from failover.config.trust import writable_by_others
 from tests.unit.test_config import confdir  # noqa: F401 (a fixture)
 
 NOBODY = 65534

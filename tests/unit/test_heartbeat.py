@@ -24,7 +24,7 @@ from failover.heartbeat import (
     takeover_at,
     takeover_wait,
 )
-from failover.model import MAX_TERM, Condition, Role, State
+from failover.machine.model import MAX_TERM, Condition, Role, State
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 KEY = stream_key(SECRET)

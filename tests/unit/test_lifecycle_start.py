@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from failover.cli.daemons import StartFailed, spawn, wait_ready
 from failover.daemon import PidUnknown, running_pid, signal_daemon
-from failover.localpop3 import free_port
-from failover.starting import StartFailed, spawn, wait_ready
+from failover.lab.pop3 import free_port
+from failover.state import STATE_VERSION
 
 CONFIG = """\
 CONFIG = {{
@@ -91,7 +92,7 @@ CORRUPT: list[tuple[str, str, bytes, str]] = [
     ("master", "garbage", b"\x00\x17 garbage {", "not valid JSON"),
     ("master", "empty", b"", "not valid JSON"),
     ("master", "negative-term", b'{"role": "master", "state": "ACTIVE", "term": -1}', "term: -1 is out of range"),
-    ("master", "newer-version", b'{"version": 3, "role": "master", "state": "ACTIVE"}', "version: 3 is newer"),
+    ("master", "newer-version", b'{"version": 4, "role": "master", "state": "ACTIVE"}', "version: 4 is newer"),
     (
         "master",
         "wrong-type",
@@ -158,7 +159,7 @@ def test_start_waits_until_each_daemon_is_ready(confdir: Path) -> None:
         assert "socketserver started (pid " in done.stdout and "lhcd started (pid " in done.stdout
         assert accepts(port_of(confdir, "master"))  # READY means listening: no wait needed
         assert (confdir / "state" / "lhcd.sock").exists()
-        assert json.loads((confdir / "state" / "master.state.json").read_text())["version"] == 2
+        assert json.loads((confdir / "state" / "master.state.json").read_text())["version"] == STATE_VERSION
     finally:
         stopped = failover(confdir, "master", "stop", "master")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
@@ -184,7 +185,7 @@ def test_a_daemon_that_dies_without_a_word_is_reported_with_its_last_line(tmp_pa
 
 VITAL_FAILS = """
 import sys, threading
-from agents.master.lhcd import Lhcd
+from failover.master_agent import Lhcd
 from failover.daemon import daemon_main
 from failover.machine import Role
 

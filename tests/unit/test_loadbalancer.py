@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from failover.lab.haproxy import HAPROXY, HAProxyInstance
+from failover.lab.pop3 import PASSWORD, USER, Pop3Instance, free_port
 from failover.loadbalancer import HAProxyRuntime, LoadBalancerError
-from failover.localhaproxy import HAPROXY, HAProxyInstance
-from failover.localpop3 import PASSWORD, USER, Pop3Instance, free_port
 from failover.machine import Role
 from failover.probes import pop3_probe
 

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agents.master.lhcd import Lhcd
-from agents.slave.rhcd import Rhcd
 from failover.config import load
+from failover.master_agent import Lhcd
 from failover.protocol import (
     Ack,
     ConfirmFenced,
@@ -29,6 +28,7 @@ from failover.protocol import (
     parse_local_request,
     parse_message,
 )
+from failover.slave_agent import Rhcd
 from tests.unit.test_cli import CONFIG
 
 json_values = st.recursive(

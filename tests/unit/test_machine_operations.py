@@ -12,6 +12,7 @@ from failover.machine import (
     CheckService,
     Condition,
     Event,
+    Hold,
     HoldRequested,
     LbEnable,
     LocalHealth,
@@ -147,7 +148,11 @@ def test_a_failing_required_before_hook_stops_the_failover_and_holds() -> None:
     n = node(S, State.PREPARING, trigger=Trigger.ABNORMAL_SHUTDOWN)
     s = step(HOOKED, n, ScriptsFinished(2, ScriptKind.BEFORE_FAILOVER, False, "exit 3"))
     assert s.state.state is State.MAINTENANCE and s.state.term == 0 and kinds(s) == [Alert]
-    assert "BEFORE_FAILOVER_SCRIPTS failed" in s.state.reason and s.state.held_from is State.STANDBY
+    assert (
+        "BEFORE_FAILOVER_SCRIPTS failed" in s.state.reason
+        and s.state.hold is not None
+        and s.state.hold.held_from is State.STANDBY
+    )
 
 
 def test_a_failing_before_hook_that_is_not_required_goes_on() -> None:
@@ -193,9 +198,9 @@ def test_hold_then_release_returns_to_where_it_was(role: Role, state: State) -> 
     n = node(role, state, term=2)
     held = step(P, n, HoldRequested(1, by="ops@h", reason="patching", since="2026-11-23T10:00:00"))
     assert held.state.state is State.MAINTENANCE and held.actions[0] == Answer(True, held.actions[0].message)  # type: ignore[attr-defined]
-    assert held.state.hold_by == "ops@h" and held.state.hold_reason == "patching" and "(held)" in held.state.group
+    assert held.state.hold == Hold(state, "ops@h", "2026-11-23T10:00:00", "patching") and "(held)" in held.state.group
     released = step(P, held.state, ReleaseRequested(2, by="ops@h"))
-    assert released.state.state is state and released.state.hold_by == "" and released.state.term == 2
+    assert released.state.state is state and released.state.hold is None and released.state.term == 2
 
 
 def test_a_hold_is_refused_in_the_middle_of_a_failover() -> None:
@@ -223,7 +228,7 @@ def test_a_held_pair_takes_no_automatic_action() -> None:
 def test_a_held_active_master_still_steps_down_when_deposed() -> None:
     held = step(P, initial_state(M), HoldRequested(1, by="ops")).state
     s = step(P, held, PeerReport(2, term=1, state=State.ACTIVE))
-    assert s.state.state is State.STOPPING and s.state.held_from is None
+    assert s.state.state is State.STOPPING and s.state.hold is None
 
 
 def test_a_restarted_agent_stays_held() -> None:
@@ -247,7 +252,7 @@ def test_switchover_runs_the_before_hooks_first() -> None:
 
 @pytest.mark.parametrize("state", [State.ACTIVE, State.FAILING_OVER, State.MAINTENANCE])
 def test_switchover_is_refused_unless_the_slave_is_watching(state: State) -> None:
-    s = step(P, node(S, state, term=1, hold_by="ops"), SwitchoverRequested(1, by="ops"))
+    s = step(P, node(S, state, term=1, hold=Hold(State.STANDBY, "ops")), SwitchoverRequested(1, by="ops"))
     assert s.transition is None and kinds(s) == [Answer] and not s.actions[0].ok  # type: ignore[attr-defined]
 
 
@@ -258,7 +263,7 @@ def test_switchback_round_trip() -> None:
     assert stop.state.state is State.STOPPING and kinds(stop) == [Answer, RunScripts]
     stopped = run(stop.state, ScriptsFinished(2, ScriptKind.SHUTDOWN, True), ServiceChecked(3, False, "refused"))
     slave = stopped[-1].state
-    assert slave.state is State.MAINTENANCE and slave.hold_reason == "switchback in progress"
+    assert slave.state is State.MAINTENANCE and slave.hold is not None and slave.hold.reason == "switchback in progress"
     start = step(P, master, SwitchbackStart(4, by="ops", peer_term=1, peer_state=slave.state, peer_service_down=True))
     assert start.state.state is State.STARTING and start.state.term == 2 and kinds(start) == [Answer, RunScripts]
     lb = dataclasses.replace(P, load_balancer=True)
@@ -283,7 +288,7 @@ def test_the_master_refuses_to_start_while_the_slave_may_serve(event: Switchback
 
 
 def test_a_resumed_switchback_stop_is_idempotent() -> None:
-    held = node(S, State.MAINTENANCE, term=1, held_from=State.STANDBY, service_ok=False)
+    held = node(S, State.MAINTENANCE, term=1, hold=Hold(State.STANDBY, "ops"), service_ok=False)
     s = step(P, held, SwitchbackStop(1, by="ops"))
     assert s.transition is None and s.actions[0].ok  # type: ignore[attr-defined]
 

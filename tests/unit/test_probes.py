@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from failover.localpop3 import PASSWORD, USER, Pop3Instance, free_port
+from failover.lab.pop3 import PASSWORD, USER, Pop3Instance, free_port
 from failover.probes import command_probe, pop3_probe, process_alive, tcp_probe
 
 

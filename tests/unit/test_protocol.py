@@ -251,7 +251,7 @@ def test_a_nonce_with_spaces_is_refused() -> None:
 
 
 def test_terms_have_a_ceiling_far_below_2_63() -> None:
-    from failover.model import MAX_TERM
+    from failover.machine.model import MAX_TERM
 
     assert MAX_TERM < 2**32
     assert parse_message(HeartbeatReply(MAX_TERM, "ACTIVE").body()) == HeartbeatReply(MAX_TERM, "ACTIVE")

@@ -1,4 +1,4 @@
-"""agents/slave/rcmd.py against a real sshd on loopback: pinned host key, key auth, timeouts."""
+"""failover/ssh.py (what rcmd runs) against a real sshd on loopback: pinned host key, key auth, timeouts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.slave.rcmd import Rcmd, RcmdError
-from tests.sshd import SSHD, SshdInstance
+from failover.ssh import Rcmd, RcmdError
+from tests.harness.sshd import SSHD, SshdInstance
 
 
 @pytest.fixture

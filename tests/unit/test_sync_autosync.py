@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from failover.autosync import AutoSync
 from failover.config import Config, load
 from failover.machine import NodeState, Role, State
 from failover.scripts import ScriptsResult
+from failover.sync.auto import AutoSync
 from tests.unit.test_sync_standby import standby
 
 

@@ -16,11 +16,11 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from failover.sync_commands import table
-from failover.syncfiles import PREV_SUFFIX, TMP_PREFIX, FileInfo, SyncEntry, SyncError, compare, mode_of
-from failover.syncpeer import make_plan
-from failover.syncreceive import apply_batch
-from failover.syncschema import FIELDS, inventory_from_json, parse_inventory
+from failover.cli.sync import table
+from failover.sync.files import PREV_SUFFIX, TMP_PREFIX, FileInfo, SyncEntry, SyncError, compare, mode_of
+from failover.sync.peer import make_plan
+from failover.sync.receive import apply_batch
+from failover.sync.schema import FIELDS, inventory_from_json, parse_inventory
 
 ENTRIES = (
     SyncEntry("/etc/app"),

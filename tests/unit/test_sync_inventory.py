@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from failover.syncfiles import FileInfo, SyncEntry, SyncError, compare, inventory, mode_of
-from failover.syncpeer import make_plan
-from failover.syncschema import inventory_from_json, parse_inventory
+from failover.sync.files import FileInfo, SyncEntry, SyncError, compare, inventory, mode_of
+from failover.sync.peer import make_plan
+from failover.sync.schema import inventory_from_json, parse_inventory
 from tests.conftest import put
 
 GOOD: dict[str, Any] = {

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from failover.syncfiles import TMP_PREFIX, Attributes, SyncEntry, SyncError, clean_temp, compare, inventory
-from failover.syncpeer import make_plan
-from failover.syncreceive import Receiver
+from failover.sync.files import TMP_PREFIX, Attributes, SyncEntry, SyncError, clean_temp, compare, inventory
+from failover.sync.peer import make_plan
+from failover.sync.receive import Receiver
 from tests.conftest import put
 
 ENTRY = (SyncEntry("/etc/app"),)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from failover.cli import main
-from failover.syncfiles import TMP_PREFIX, file_hash
+from failover.sync.files import TMP_PREFIX, file_hash
 from tests.conftest import put
 
 CONFIG = """\

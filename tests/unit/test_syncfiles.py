@@ -1,4 +1,4 @@
-"""failover.syncfiles: inventory, comparison and putting a received file in place (local disk)."""
+"""failover.sync.files: inventory, comparison and putting a received file in place (local disk)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from failover.syncfiles import (
+from failover.sync.files import (
     TMP_PREFIX,
     Attributes,
     SyncEntry,
@@ -17,7 +17,7 @@ from failover.syncfiles import (
     file_hash,
     inventory,
 )
-from failover.syncreceive import commit, remove
+from failover.sync.receive import commit, remove
 from tests.conftest import put
 
 

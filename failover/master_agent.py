@@ -1,0 +1,245 @@
+"""The master's agent: `Lhcd`, what the lhcd daemon runs (agents/master/lhcd.py), and
+`fence_self`, the fence by ssh that `failover fence-self` carries out on the master.
+
+Lhcd watches the master's own service (its process through SERVICE_PIDFILE, and a local POP3
+probe), tells the slave in heartbeats (at once when the service goes down), and carries out
+SHUTDOWN_YOUR_SERVICE requests that socketserver forwards: shutdown scripts, a check that the
+service is really down, then the ACK. Every decision is the machine's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from failover import service
+from failover.agent import Agent
+from failover.channel import ChannelError, local_call, request
+from failover.config import Config
+from failover.daemon import (
+    AlreadyRunning,
+    PidLock,
+    PidUnknown,
+    pid_path,
+    running_pid,
+    signal_daemon,
+    socket_path,
+)
+from failover.machine import (
+    Action,
+    Condition,
+    Event,
+    LocalHealth,
+    PeerReport,
+    Reachability,
+    Reply,
+    Role,
+    SendHeartbeat,
+    ShutdownRequested,
+    Started,
+    State,
+)
+from failover.protocol import (
+    Ack,
+    Heartbeat,
+    HeartbeatReply,
+    Message,
+    ProtocolError,
+    ShutdownYourService,
+    local_request,
+    parse_local_answer,
+)
+from failover.state import wall_clock
+
+
+class _Waiter:
+    """A forwarded SHUTDOWN_YOUR_SERVICE waiting for the machine's Reply."""
+
+    def __init__(self, term: int) -> None:
+        self.term, self.done = term, threading.Event()
+        self.reply: Reply | None = None
+
+    def resolve(self, reply: Reply) -> None:
+        self.reply = reply
+        self.done.set()
+
+
+class Lhcd(Agent):
+    TICK = 1.0
+
+    def __init__(self, config: Config, log: logging.Logger) -> None:
+        super().__init__(config, Role.MASTER, "lhcd", log)
+        self._waiters: list[_Waiter] = []
+        self._lock = threading.Lock()
+        self._heartbeat_now = threading.Event()
+        self._health: tuple[bool | None, str] = (None, "not checked yet")
+
+    # ------------------------------------------------------------------ inputs
+
+    def watch_service(self, stop: threading.Event) -> None:
+        """Check the local service every PROBE_INTERVAL."""
+        while not stop.is_set():
+            taken = time.monotonic()  # a check begun before a stop finished must not count after it
+            ok, detail = self.check_own_service()
+            clean = not ok and service.stopped_cleanly(self.config, Role.MASTER)
+            if ok != self._health[0]:
+                self.log.log(
+                    logging.INFO if ok else logging.WARNING, "local service %s: %s", "healthy" if ok else "DOWN", detail
+                )
+            self._health = (ok, detail)
+            self.observe(local_service_ok=ok, local_service_detail=detail, local_service_checked=wall_clock())
+            self.submit(LocalHealth(time.monotonic(), ok, detail, clean, taken=taken))
+            stop.wait(self.config.PROBE_INTERVAL)
+
+    def check_own_service(self) -> tuple[bool, str]:
+        """The service's health; a failed check while its process still runs is repeated for up to
+        SERVICE_CHECK_TIMEOUT, so a service in the middle of a clean stop is not taken for a
+        crashed one (a killed service has no process: it is reported at once)."""
+        ok, detail = service.health(self.config, Role.MASTER)
+        end = time.monotonic() + self.config.SERVICE_CHECK_TIMEOUT
+        while not ok and service.process_runs(self.config, Role.MASTER) and time.monotonic() < end:
+            time.sleep(0.1)
+            ok, detail = service.health(self.config, Role.MASTER)
+        return ok, detail
+
+    def send_heartbeats(self, stop: threading.Event) -> None:
+        """Tell the slave our state every HEARTBEAT_INTERVAL, or at once when poked."""
+        reachable: bool | None = None
+        while not stop.is_set():
+            self._heartbeat_now.clear()
+            ok, detail = self._health
+            beat = Heartbeat(self.node.term, self.node.state.value, ok, detail[:500], self.node.condition.value)
+            try:
+                reply = request(
+                    self.config.SLAVE_HOST,
+                    self.config.MONITOR_PORT_SLAVE,
+                    self.secret,
+                    beat,
+                    self.config.CONTROL_TIMEOUT,
+                )
+                if not isinstance(reply, HeartbeatReply):
+                    raise ProtocolError(f"unexpected reply {reply.TYPE}")
+                self.submit(PeerReport(time.monotonic(), reply.term, State(reply.state)))
+                self.observe(
+                    slave_term=reply.term,
+                    slave_state=reply.state,
+                    last_heartbeat_ack=wall_clock(),
+                    last_heartbeat_error=None,
+                )
+                if reachable is not True:
+                    self.log.info("heartbeats reach the slave (it is %s in term %d)", reply.state, reply.term)
+                reachable = True
+            except (ChannelError, ProtocolError) as e:  # channel raises only its own errors
+                if reachable is not False:
+                    self.log.warning("heartbeat to the slave failed: %s", e)
+                reachable = False
+                self.observe(last_heartbeat_error=str(e))
+            self.submit(Reachability(time.monotonic(), reachable, self.probe_witness()))
+            self._heartbeat_now.wait(self.config.HEARTBEAT_INTERVAL)
+
+    def say_goodbye(self) -> None:
+        """Stopped cleanly by an operator: the last heartbeat says so (a normal shutdown)."""
+        if self.node.state not in (State.ACTIVE, State.RESTARTING):
+            return
+        ok = self._health[0]
+        beat = Heartbeat(
+            self.node.term,
+            self.node.state.value,
+            ok,
+            "the master's agents were stopped cleanly",
+            Condition.AGENTS_STOPPED.value,
+        )
+        try:
+            request(
+                self.config.SLAVE_HOST, self.config.MONITOR_PORT_SLAVE, self.secret, beat, self.config.CONTROL_TIMEOUT
+            )
+            self.log.info("told the slave that the master's agents stop")
+        except (ChannelError, ProtocolError) as e:  # channel raises only its own errors
+            self.log.warning("could not tell the slave that the agents stop: %s", e)
+
+    def serve_local(self, message: Message, peer: str) -> Message:
+        """socketserver (or fence-self) forwards an authenticated SHUTDOWN_YOUR_SERVICE; answer when it is done."""
+        if not isinstance(message, ShutdownYourService):
+            return super().serve_local(message, peer)
+        self.log.warning("SHUTDOWN_YOUR_SERVICE for term %d from %s: %s", message.term, peer, message.reason)
+        waiter = self.expect_reply(message.term)
+        self.submit(ShutdownRequested(time.monotonic(), term=message.term))
+        return self.answer(waiter, self.config.SHUTDOWN_ACK_TIMEOUT)
+
+    def expect_reply(self, term: int) -> _Waiter:
+        waiter = _Waiter(term)
+        with self._lock:
+            self._waiters.append(waiter)
+        return waiter
+
+    def answer(self, waiter: _Waiter, timeout: float) -> Ack:
+        if not waiter.done.wait(timeout) or waiter.reply is None:
+            with self._lock:
+                self._waiters.remove(waiter)
+            return Ack(waiter.term, False, "the shutdown did not finish in time")
+        return Ack(waiter.term, waiter.reply.ok, waiter.reply.detail)
+
+    # ------------------------------------------------------------------ actions
+
+    def executors(self) -> dict[type[Action], Callable[[Any], Event | None]]:
+        return {**super().executors(), Reply: self.reply, SendHeartbeat: self.heartbeat_now}
+
+    def reply(self, action: Reply) -> None:
+        """Answer every pending SHUTDOWN_YOUR_SERVICE of this term or before."""
+        with self._lock:
+            answered = [w for w in self._waiters if w.term <= action.term]
+            self._waiters = [w for w in self._waiters if w.term > action.term]
+        for waiter in answered:
+            waiter.resolve(action)
+        self.log.info("%s for term %d: %s", "ACK" if action.ok else "NACK", action.term, action.detail)
+
+    def heartbeat_now(self, action: SendHeartbeat) -> None:
+        self._heartbeat_now.set()
+
+
+def fence_self(config: Config, term: int, log: logging.Logger) -> dict[str, Any]:
+    """The master stops its service for `term` when the slave asks over SSH (the fence by ssh):
+    through lhcd if it answers; else as lhcd would, holding lhcd's lock so none starts meanwhile.
+    A hung lhcd (it holds the lock, it does not answer) is killed first: the fence must not wait."""
+    request = ShutdownYourService(term, "fence over ssh")
+    try:  # FENCE_TIMEOUT covers twice the stop budget: this attempt, then the one without lhcd
+        answer = local_call(socket_path(config, "lhcd"), local_request(request, "rcmd"), config.stop_budget())
+        ack = parse_local_answer(answer, request)
+        if isinstance(ack, Ack):
+            return {"ok": ack.ok, "term": ack.term, "detail": ack.detail}
+        log.warning("lhcd refused the fence: %s", ack)
+    except (ChannelError, ProtocolError) as e:
+        log.warning("lhcd does not answer (%s): stopping the service without it", e)
+    try:
+        pid = running_pid(pid_path(config, "lhcd"))
+        if pid:
+            log.warning("killing the hung lhcd (pid %d)", pid)
+            with contextlib.suppress(ProcessLookupError):
+                signal_daemon(pid, signal.SIGKILL)
+            end = time.monotonic() + 5
+            while running_pid(pid_path(config, "lhcd")) and time.monotonic() < end:
+                time.sleep(0.02)
+        lock = PidLock(pid_path(config, "lhcd"), "lhcd")
+    except (PidUnknown, AlreadyRunning) as e:
+        # A lock holder we cannot name is never signalled: the fence fails and says why.
+        return {"ok": False, "term": term, "detail": f"cannot stop the service without lhcd: {e}"}
+    try:
+        agent = Lhcd(config, log)
+        waiter = agent.expect_reply(term)
+        agent.process(Started(time.monotonic()))
+        agent.process(ShutdownRequested(time.monotonic(), term=term))  # runs the scripts and the check
+        ack = agent.answer(waiter, 0)
+        return {"ok": ack.ok, "term": ack.term, "detail": ack.detail}
+    finally:
+        lock.release()
+
+
+def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
+    agent = Lhcd(config, log)
+    agent.serve(stop, [agent.watch_service, agent.send_heartbeats])
+    agent.say_goodbye()
