@@ -38,7 +38,9 @@ class LoadBalancer(ABC):
 
     @abstractmethod
     def enable(self, role: Role) -> str:
-        """Put `role`'s server back in service (it takes traffic when its checks pass)."""
+        """Put `role`'s server back in service and mark it healthy now: the agent calls this only
+        once it has verified that the service answers there, so clients need not wait for the
+        load balancer's next check (its own checks still mark the server down if it fails)."""
 
     @abstractmethod
     def status(self, role: Role) -> str:
@@ -101,7 +103,12 @@ class HAProxyRuntime(LoadBalancer):
 
     def enable(self, role: Role) -> str:
         self._change(f"set server {self._server(role)} state ready")
+        try:  # refused where the server has no checks: it is then up as soon as it is ready
+            self._change(f"set server {self._server(role)} health up")
+            forced = ""
+        except LoadBalancerError as e:
+            forced = f"; its health not forced ({e})"
         status = self.status(role)
         if status.startswith("MAINT"):
             raise LoadBalancerError(f"{self._server(role)} is still {status} after 'state ready'")
-        return f"{self._server(role)} is in service on HAProxy {self.address} ({status})"
+        return f"{self._server(role)} is in service on HAProxy {self.address} ({status}){forced}"

@@ -30,6 +30,7 @@ from failover.daemon import (
     signal_daemon,
     socket_path,
 )
+from failover.deathwatch import DeathWatch
 from failover.machine import (
     Action,
     Condition,
@@ -78,11 +79,12 @@ class Lhcd(Agent):
         self._lock = threading.Lock()
         self._heartbeat_now = threading.Event()
         self._health: tuple[bool | None, str] = (None, "not checked yet")
+        self._deaths = DeathWatch()
 
     # ------------------------------------------------------------------ inputs
 
     def watch_service(self, stop: threading.Event) -> None:
-        """Check the local service every PROBE_INTERVAL."""
+        """Check the local service every PROBE_INTERVAL, and at once when its process dies."""
         while not stop.is_set():
             taken = time.monotonic()  # a check begun before a stop finished must not count after it
             ok, detail = self.check_own_service()
@@ -94,7 +96,9 @@ class Lhcd(Agent):
             self._health = (ok, detail)
             self.observe(local_service_ok=ok, local_service_detail=detail, local_service_checked=wall_clock())
             self.submit(LocalHealth(time.monotonic(), ok, detail, clean, taken=taken))
-            stop.wait(self.config.PROBE_INTERVAL)
+            # until the next check, or at once when the service's process dies (a kill -9)
+            if self._deaths.wait(service.pid(self.config, Role.MASTER), self.config.PROBE_INTERVAL, stop):
+                self.log.warning("the service's process exited: checking it now")
 
     def check_own_service(self) -> tuple[bool, str]:
         """The service's health; a failed check while its process still runs is repeated for up to

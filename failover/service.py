@@ -29,6 +29,16 @@ def stopped_cleanly(config: Config, role: Role) -> bool:
     return bool(pidfile) and not os.path.exists(pidfile)  # type: ignore[arg-type]
 
 
+def pid(config: Config, role: Role) -> int | None:
+    """The pid in this role's SERVICE_PIDFILE, if there is one and it can be read."""
+    pidfile = _pidfile(config, role)
+    try:
+        with open(pidfile) as f:  # type: ignore[arg-type]
+            return int(f.read().split()[0])
+    except (TypeError, OSError, ValueError, IndexError):
+        return None
+
+
 def process_runs(config: Config, role: Role) -> bool:
     pidfile = _pidfile(config, role)
     return bool(pidfile) and process_alive(pidfile)[0]  # type: ignore[arg-type]

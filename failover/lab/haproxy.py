@@ -28,9 +28,11 @@ class HAProxyInstance:
         frontend: tuple[str, int],
         servers: dict[Role, tuple[str, int]],
         admin_tcp: str | None = None,
+        check_interval: str = "200ms",
     ) -> None:
         """The runtime API listens on `directory`/admin.sock (for whoever shares this file system)
-        and, with `admin_tcp` ("host:port"), over TCP as well (for agents on other hosts)."""
+        and, with `admin_tcp` ("host:port"), over TCP as well (for agents on other hosts).
+        `check_interval`: HAProxy's `inter` between two POP3 checks of each server."""
         self.dir, self.frontend, self.servers = directory, frontend, servers
         self.admin = f"unix:{directory}/admin.sock"
         self.admin_tcp = admin_tcp
@@ -61,7 +63,7 @@ frontend pop3_in
 backend {BACKEND}
     option tcp-check
     tcp-check expect string +OK
-    default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions
+    default-server inter {check_interval} fall 2 rise 1 on-marked-down shutdown-sessions
 {lines}
 """)
 

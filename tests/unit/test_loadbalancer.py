@@ -72,3 +72,27 @@ def test_unknown_server_and_unreachable_haproxy_are_errors(haproxy: HAProxyInsta
     gone = HAProxyRuntime(f"127.0.0.1:{free_port()}", "pop3_pool", {Role.MASTER: "master"}, timeout=0.5)
     with pytest.raises(LoadBalancerError, match="Connection refused"):
         gone.fence(Role.MASTER)
+
+
+def test_enable_marks_a_verified_server_up_without_waiting_for_a_check(
+    pop3_factory: Callable[[str], Pop3Instance],
+) -> None:
+    # A slow check (3 s) so that a passing check cannot be what marks the slave up: the agent
+    # enables a server only once its service answers, and clients should not wait for HAProxy.
+    master, slave = pop3_factory("master"), pop3_factory("slave")
+    master.start()
+    instance = HAProxyInstance(
+        os.path.join(master.dir, "..", "haproxy-slow"),
+        ("127.0.0.1", free_port()),
+        {Role.MASTER: ("127.0.0.1", master.port), Role.SLAVE: ("127.0.0.1", slave.port)},
+        check_interval="3s",
+    )
+    instance.start(timeout=15)
+    try:
+        lb = instance.runtime()
+        wait_until(lambda: lb.status(Role.SLAVE) == "DOWN", timeout=15)  # its service is not running
+        slave.start()
+        assert "in service" in lb.enable(Role.SLAVE)
+        assert lb.status(Role.SLAVE) == "UP"
+    finally:
+        instance.stop()
