@@ -63,6 +63,7 @@ RESERVED_FOR_PREFERRED = 8  # of MAX_CONNECTIONS, only preferred peers may take 
 HELLO_TIMEOUT = 1.0  # the most an unauthenticated connection gets for its hello and first request
 LISTEN_BACKLOG = 4096  # a flood must not fill the kernel's queue: the peer's SYN would be dropped (capped by somaxconn)
 LOG_BURST = 5  # lines of one kind written at once before one per second (RateLimitedLog)
+LOCAL_CONNECTIONS = 16  # local requests served at once (each waits for its answer in a thread)
 ACCEPT_BACKOFF = (0.05, 1.0)  # after a failed accept(), doubling: it fails again at once otherwise
 ACCEPT_WAKEUP = 1.0  # the accept loop wakes this often to write held-back log counts
 COUNTERS = (
@@ -416,6 +417,8 @@ class LocalServer:
             os.umask(old_umask)
         self.sock.listen(16)
         self._closed = threading.Event()
+        self._slots = threading.BoundedSemaphore(LOCAL_CONNECTIONS)
+        self._log = RateLimitedLog(log, interval=1.0, burst=LOG_BURST)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self._accept, name="local-server", daemon=True)
@@ -423,14 +426,33 @@ class LocalServer:
         return thread
 
     def _accept(self) -> None:
+        """Accept until closed. An accept() error (EMFILE: out of file descriptors) is logged,
+        rate-limited, and retried after a backoff: it must not end the daemon's local socket."""
+        backoff = 0.05
         while not self._closed.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except OSError:
-                return
+            except OSError as e:
+                if self._closed.is_set():
+                    return
+                self._log.log("accept error", logging.ERROR, "local accept() failed: %s; retrying", e)
+                self._closed.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
+            if not self._slots.acquire(blocking=False):  # at most LOCAL_CONNECTIONS threads at once
+                self._log.log("refused", logging.WARNING, "local request refused: %d already open", LOCAL_CONNECTIONS)
+                conn.close()
+                continue
             threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
 
     def _serve_one(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        finally:
+            self._slots.release()
+
+    def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
                 conn.settimeout(10.0)

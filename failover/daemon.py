@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from failover import respawn
 from failover.channel import ChannelError, ControlServer, Handler, local_call
 from failover.config import Config, ConfigError, find_role, load
 from failover.errors import FailoverError
@@ -82,7 +83,9 @@ class PidLock:
         os.write(self.fd, f"{os.getpid()}\n".encode())
 
     def release(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:  # once: the respawn releases it just before it replaces the process
+            os.close(self.fd)
+            self.fd = -1
 
 
 class PidUnknown(FailoverError):
@@ -102,6 +105,25 @@ def _valid_pid(text: bytes) -> int | None:
     return pid if pid > 1 else None
 
 
+LOCKS = "/proc/locks"  # where Linux lists every lock with its holder's pid
+
+
+def lock_holder(st: os.stat_result) -> int | None:
+    """The pid that holds a flock on the file `st` describes, as the kernel reports it (Linux's
+    /proc/locks), or None when it cannot tell. Unlike the pid file's text, this cannot be the pid
+    of a previous holder: a new daemon holds the lock a moment before it rewrites the file."""
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open(LOCKS) as f:
+            for line in f:
+                fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+                    return _valid_pid(fields[4].encode())
+    except OSError:
+        pass
+    return None
+
+
 def running_pid(path: str) -> int | None:
     """The pid of the daemon holding this pid file, or None when none holds it. The pid is
     always > 1; a holder whose pid stays unreadable raises PidUnknown rather than giving a
@@ -116,6 +138,9 @@ def running_pid(path: str) -> int | None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
+                holder = lock_holder(os.fstat(fd))
+                if holder is not None:
+                    return holder  # the kernel's word: no stale pid from the file
                 text = os.read(fd, 32)
             else:
                 return None  # nobody holds it
@@ -263,9 +288,11 @@ def daemon_main(name: str, role: Role, run: Callable[[Config, threading.Event, l
         lock.release()
         return _give_up(name, f"{config.source}: LOG_DIR: {config.LOG_DIR}: {e.strerror or e}", 2)
     stop = threading.Event()
+    signalled = threading.Event()  # a stop asked for (not a failure): it also cancels a respawn
 
     def on_signal(signum: int, frame: object) -> None:
         log.info("stopping on %s", signal.Signals(signum).name)
+        signalled.set()
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -281,18 +308,31 @@ def daemon_main(name: str, role: Role, run: Callable[[Config, threading.Event, l
         run(config, stop, log)
     except (StateError, ConfigError) as e:
         # the operator must fix a file: its name, the key and the problem say how; a traceback would not
+        lock.release()
         return _give_up(name, " ".join(str(e).split()), 2, log)
     except DaemonFailed as e:
         if e.__cause__ is not None:  # the decision loop raised: its traceback is the story
             log.error("%s", e, exc_info=e.__cause__)
-        return _give_up(name, f"failed: {e}", 1, log)
+        return _failed(name, f"failed: {e}", signalled, lock, log)
     except Exception as e:
         log.exception("%s failed", name)
-        return _give_up(name, f"failed: {type(e).__name__}: {e} (the traceback is in the log)", 1, log)
-    finally:
-        lock.release()
+        reason = f"failed: {type(e).__name__}: {e} (the traceback is in the log)"
+        return _failed(name, reason, signalled, lock, log)
+    lock.release()
     log.info("stopped")
     return 0
+
+
+def _failed(name: str, reason: str, signalled: threading.Event, lock: PidLock, log: logging.Logger) -> int:
+    """A run-time failure: say why, then respawn as a fresh process (failover.respawn) unless a
+    service manager does that, the respawn budget is spent, or a stop signal comes meanwhile."""
+    code = _give_up(name, reason, 1, log)
+    delay = None if signalled.is_set() else respawn.plan(log, name)
+    if delay is not None:
+        respawn.respawn(signalled, delay, lock.release)  # returns only when a stop signal cancelled it
+        log.info("stopped while waiting to respawn")
+    lock.release()
+    return code
 
 
 def forward_operator(config: Config, role: Role, message: OperatorCommand, peer: str, log: logging.Logger) -> Message:

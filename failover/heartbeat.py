@@ -20,7 +20,7 @@ The datagram (network byte order, 76 bytes, far under one MTU, so never fragment
 - Each datagram acknowledges the newest sequence number it holds from the peer: the master
   learns which of its heartbeats the slave received, which is what its lease is built on.
 
-The lease (ARCHITECTURE.md 3.5). Write t for the master's monotonic send time of the newest
+The lease. Write t for the master's monotonic send time of the newest
 heartbeat the slave acknowledged, r for the slave's monotonic receive time of the newest master
 heartbeat it accepted, L = LEASE_TIME, H = HARD_STOP_TIMEOUT, and rho for the bound on how far
 either monotonic clock's rate may differ from real time (DRIFT).

@@ -37,9 +37,34 @@ def _problem(path: Path, st: os.stat_result, what: str) -> str | None:
     return None
 
 
+def _links_on_the_way(path: str | os.PathLike[str]) -> str | None:
+    """A symlink on the way to `path` that someone else owns (they could point it elsewhere
+    between our check and our use), or that sits in a directory someone else can write."""
+    current = Path(os.path.abspath(path))
+    for prefix in [*reversed(current.parents), current]:
+        try:
+            st = os.lstat(prefix)
+        except OSError:
+            continue  # resolved below, where a missing file is reported
+        if not stat.S_ISLNK(st.st_mode):
+            continue
+        if not _trusted_owner(st.st_uid):
+            return f"symlink {prefix} belongs to uid {st.st_uid}, not root or the agents' user"
+        parent = Path(os.path.realpath(prefix.parent))
+        for directory in [parent, *parent.parents]:
+            problem = _problem(directory, os.stat(directory), "directory")
+            if problem:
+                return f"{problem} (it holds the symlink {prefix})"
+    return None
+
+
 def writable_by_others(path: str | os.PathLike[str]) -> str | None:
     """Why someone other than root or this user could change `path`, or None when no one can.
-    Checks the file itself (after symlinks) and every directory from it up to /."""
+    Checks every symlink on the way, the file itself (after symlinks) and every directory from
+    it up to /."""
+    problem = _links_on_the_way(path)
+    if problem:
+        return problem
     real = Path(os.path.realpath(path))
     try:
         st = os.stat(real)

@@ -4,7 +4,7 @@ Two rules, as in h11's _state.py:
 1. Everything that affects a decision lives in this package: the table below, the rules it
    names, and the vocabulary (model.py, events.py, actions.py). The daemons only turn what they
    observe into events, persist what `step()` returns, then carry out its actions.
-2. Nothing here does I/O or reads a clock (tests/unit/test_machine_purity.py enforces it): time
+2. Nothing here does I/O or reads a clock (tests/unit/test_machine_structure.py enforces it): time
    arrives only inside events (`now`, a monotonic reading taken by the daemon).
 
 `step(policy, node, event)` returns the next NodeState, the actions to execute and, when

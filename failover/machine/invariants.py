@@ -1,4 +1,4 @@
-"""The invariants of ARCHITECTURE.md 3.1 that the machine's own output must keep, as code: the
+"""The invariants the design asks of the machine's own output, as code: the
 property tests (tests/property) call these after every step of both machines, and a violation
 names the invariant. Pure. (What needs the world, such as "the service never runs on both hosts"
 or "the slave starts only with an ACK or a confirmed fence", is checked by the simulated pair,
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from failover.machine.actions import Action, Fence, RunScripts, SendShutdown
-from failover.machine.model import NodeState, Role, State, Transition
+from failover.machine.model import NodeState, Role, State, Transition, Why
 
 AUTOMATIC = (SendShutdown, RunScripts, Fence)  # what a held node must never do on its own
 HOLD_STATES = frozenset({State.MAINTENANCE, State.STOPPING, State.FAILED})
@@ -49,6 +49,8 @@ def check_transition(role: Role, t: Transition) -> list[str]:
     problems = []
     if not t.reason.strip():
         problems.append(f"2: the {role}'s transition {t} has no reason")
+    if not isinstance(t.code, Why):
+        problems.append(f"2: the {role}'s transition {t} has no reason code")
     if t.term < t.from_term:
         problems.append(f"2: the {role} forgot a term: {t}")
     return problems

@@ -177,6 +177,7 @@ class Why(enum.StrEnum):
     ANSWERS = "answers"  # the master's service answers again
     PROBES_FAILING = "probes-failing"
     MASTER_REPORTS = "master-reports"  # the master's heartbeat reports its service down
+    COMMUNICATION_LOSS = "communication-loss"
     TRIGGER_DISABLED = "trigger-disabled"
     WITNESS_SILENT = "witness-silent"
     HEARTBEATS_LOST = "heartbeats-lost"

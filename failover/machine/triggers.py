@@ -66,7 +66,7 @@ def _fired(p: Policy, n: NodeState, now: float) -> Evidence:
             f"communication loss: no heartbeat for over {p.heartbeat_timeout:g} s and {p.probe_failures} "
             "probes in a row failed"
         )
-        return Evidence(Trigger.COMMUNICATION_LOSS, Why.TRIGGER_DISABLED, Trigger.COMMUNICATION_LOSS, text)
+        return Evidence(Trigger.COMMUNICATION_LOSS, Why.COMMUNICATION_LOSS, Trigger.COMMUNICATION_LOSS, text)
     return Evidence(None, Why.PROBES_FAILING, str(n.failures), f"{n.failures}/{p.probe_failures} probes failed")
 
 

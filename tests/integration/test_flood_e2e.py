@@ -129,3 +129,6 @@ def test_the_failover_and_status_get_through_a_flood_and_the_log_stays_small(mak
     assert grown < LOG_GROWTH_LIMIT
     assert pair.state(S)["term"] == pair.state(M)["term"] == 1
     assert "FENCING" not in mono  # the ACK came within SHUTDOWN_ACK_TIMEOUT
+    # within its normal time: 0.03-0.3 s measured; one SYN the kernel dropped under the flood
+    # costs TCP's 1 s resend, so allow that, not the seconds and dozens of failed attempts of old
+    assert ack < 2.5 and retries <= 2, f"SHUTDOWN_YOUR_SERVICE -> ACK took {ack:.3f} s, {retries} failed attempts"

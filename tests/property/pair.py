@@ -4,7 +4,7 @@ The world is what the daemons would observe: each host's service (running or not
 of in-flight messages that the test may deliver, duplicate, reorder or drop, actions whose
 results arrive later (or never, if the daemon restarts first), and daemon restarts that reload
 only what was persisted (the state at the last transition). Every emitted action is checked
-against the safety invariants of ARCHITECTURE.md section 3.1 as it happens.
+against the safety invariants (failover/machine/invariants.py and the world's own) as it happens.
 """
 
 from __future__ import annotations
@@ -257,30 +257,43 @@ class MasterSlavePair:
     def complete(self, role: Role, ok: bool = True) -> None:
         """The oldest pending action of `role` finishes; scripts succeed or fail as `ok` says."""
         host = self.hosts[role]
-        if not host.pending:
-            return
-        action = host.pending.pop(0)
-        if isinstance(action, RunScripts):
-            if ok and action.kind in (ScriptKind.STARTUP, ScriptKind.RESTART):
-                host.service_running = True
-            elif ok and action.kind is ScriptKind.SHUTDOWN:
-                host.service_running = False
-            self.feed(role, ScriptsFinished(self.now, action.kind, ok, "ok" if ok else "rc 1"))
-        elif isinstance(action, CheckService):
-            self.feed(role, ServiceChecked(self.now, host.service_running))
-        elif isinstance(action, ProbeNow):
-            self.probe()
-        elif isinstance(action, Fence):
-            if ok:  # a fence succeeds only by making it true
-                if action.method is FenceMethod.LOAD_BALANCER:
-                    self.master.lb_fenced = True
-                else:  # ssh stops the service through the master's agent; scripts power it off
-                    self.master.service_running = False
-            self.feed(role, FenceResult(self.now, action.term, action.method, ok, "ok" if ok else "failed"))
-        elif isinstance(action, LbFence | LbEnable):
-            if ok:
-                self.hosts[action.role].lb_fenced = isinstance(action, LbFence)
-            self.feed(role, LoadBalancerDone(self.now, type(action).__name__, ok))
+        if host.pending:
+            action = host.pending.pop(0)
+            self.finishers()[type(action)](role, action, ok)
+
+    def finishers(self) -> dict[type[Action], Callable[[Role, Any, bool], None]]:
+        """Action type -> how the world finishes it (for the actions that wait in `pending`)."""
+        return {
+            RunScripts: self._scripts_finish,
+            CheckService: lambda role, action, ok: self.feed(
+                role, ServiceChecked(self.now, self.hosts[role].service_running)
+            ),
+            ProbeNow: lambda role, action, ok: self.probe(),
+            Fence: self._fence_finishes,
+            LbFence: self._load_balancer_finishes,
+            LbEnable: self._load_balancer_finishes,
+        }
+
+    def _scripts_finish(self, role: Role, action: RunScripts, ok: bool) -> None:
+        host = self.hosts[role]
+        if ok and action.kind in (ScriptKind.STARTUP, ScriptKind.RESTART):
+            host.service_running = True
+        elif ok and action.kind is ScriptKind.SHUTDOWN:
+            host.service_running = False
+        self.feed(role, ScriptsFinished(self.now, action.kind, ok, "ok" if ok else "rc 1"))
+
+    def _fence_finishes(self, role: Role, action: Fence, ok: bool) -> None:
+        if ok:  # a fence succeeds only by making it true
+            if action.method is FenceMethod.LOAD_BALANCER:
+                self.master.lb_fenced = True
+            else:  # ssh stops the service through the master's agent; scripts power it off
+                self.master.service_running = False
+        self.feed(role, FenceResult(self.now, action.term, action.method, ok, "ok" if ok else "failed"))
+
+    def _load_balancer_finishes(self, role: Role, action: LbFence | LbEnable, ok: bool) -> None:
+        if ok:
+            self.hosts[action.role].lb_fenced = isinstance(action, LbFence)
+        self.feed(role, LoadBalancerDone(self.now, type(action).__name__, ok))
 
     def crash_service(self, role: Role = Role.MASTER) -> None:
         self.hosts[role].service_running = False

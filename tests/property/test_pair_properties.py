@@ -1,4 +1,4 @@
-"""Both machines together under arbitrary faults: the invariants of ARCHITECTURE.md 3.1 hold."""
+"""Both machines together under arbitrary faults: the invariants (failover/machine/invariants.py) hold."""
 
 from __future__ import annotations
 
@@ -307,3 +307,5 @@ def test_the_simulated_world_has_one_simulator_per_action_type_the_roles_emit() 
 
     pair = MasterSlavePair(Policy())
     assert set(pair.simulators()) == ACTIONS_OF[Role.MASTER] | ACTIONS_OF[Role.SLAVE]
+    waiting = {kind for kind, simulate in pair.simulators().items() if simulate == pair._pending}
+    assert waiting == set(pair.finishers())  # every action that waits has a way to finish

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from failover import daemon
 from failover.cli import main
 from failover.daemon import PidUnknown, running_pid, signal_daemon
 from tests.unit.test_cli import confdir  # noqa: F401 (a fixture)
@@ -50,17 +51,34 @@ def lock_holder(path: Path, content: str, write_after: float = 0.0) -> Iterator[
         proc.wait()
 
 
+@pytest.fixture
+def no_proc_locks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Where the kernel cannot name the lock holder (no /proc/locks): the pid file's text."""
+    monkeypatch.setattr(daemon, "LOCKS", str(tmp_path / "no-such-locks"))
+
+
 @pytest.mark.parametrize("content", ["none", "-1", "0", "1", "garbage"])
+@pytest.mark.usefixtures("no_proc_locks")
 def test_a_locked_pid_file_without_a_valid_pid_raises(tmp_path: Path, content: str) -> None:
     path = tmp_path / "lhcd.pid"
     with lock_holder(path, content), pytest.raises(PidUnknown, match="names no valid pid"):
         running_pid(str(path))
 
 
+@pytest.mark.usefixtures("no_proc_locks")
 def test_the_pid_written_just_after_the_lock_is_found(tmp_path: Path) -> None:
     path = tmp_path / "lhcd.pid"
     with lock_holder(path, "4242", write_after=0.3):
         assert running_pid(str(path)) == 4242
+
+
+@pytest.mark.parametrize("content", ["none", "-1", "4242"])
+def test_the_kernel_names_the_lock_holder_whatever_the_file_says(tmp_path: Path, content: str) -> None:
+    # Between its flock and its write, a new daemon's pid file still names the previous daemon,
+    # whose pid may belong to another process by now: /proc/locks names the real holder.
+    path = tmp_path / "lhcd.pid"
+    with lock_holder(path, content, write_after=0.0) as holder:
+        assert running_pid(str(path)) == holder.pid
 
 
 def test_an_unlocked_or_missing_pid_file_means_not_running(tmp_path: Path) -> None:
@@ -77,6 +95,7 @@ def test_signal_daemon_refuses_pids_that_are_not_one_other_process(pid: int) -> 
         signal_daemon(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.usefixtures("no_proc_locks")
 def test_failover_stop_sends_no_signal_to_a_daemon_whose_pid_is_unknown(confdir: Path) -> None:  # noqa: F811
     state = confdir / "state"
     state.mkdir(mode=0o700)

@@ -78,3 +78,26 @@ def test_a_secret_owned_by_another_user_is_refused(confdir: Path) -> None:  # no
     with pytest.raises(ConfigError) as e:
         load(confdir / "failover_config.py")
     assert "SECRET_FILE" in "\n".join(e.value.lines()) and "belongs to uid 65534" in "\n".join(e.value.lines())
+
+
+def test_a_symlink_someone_else_owns_on_the_way_is_named(tmp_path: Path) -> None:
+    target = tmp_path / "real.py"
+    target.write_text("x")
+    target.chmod(0o644)
+    link = tmp_path / "link.py"
+    link.symlink_to(target)
+    assert writable_by_others(link) is None
+    os.lchown(link, NOBODY, 0)  # they could point it at their own file between check and use
+    assert "symlink" in (writable_by_others(link) or "") and "uid 65534" in (writable_by_others(link) or "")
+
+
+def test_a_symlink_in_a_directory_others_can_write_is_named(tmp_path: Path) -> None:
+    target = tmp_path / "etc" / "real.py"
+    target.parent.mkdir()
+    target.write_text("x")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "link.py").symlink_to(target)
+    shared.chmod(0o777)  # anyone may replace the link
+    found = writable_by_others(shared / "link.py") or ""
+    assert "writable by everyone" in found and "it holds the symlink" in found

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,8 +206,10 @@ sys.exit(daemon_main("lhcd", Role.MASTER, run))
 """
 
 
-def test_a_daemon_whose_vital_thread_keeps_failing_exits_non_zero(confdir: Path) -> None:
-    """The review: lhcd's heartbeat thread died on an unexpected TypeError while lhcd stayed up."""
+def test_a_daemon_whose_vital_thread_keeps_failing_respawns_then_exits_non_zero(confdir: Path) -> None:
+    """The review: lhcd's heartbeat thread died on an unexpected TypeError while lhcd stayed up.
+    Now the daemon ends, starts again as a fresh process (here once: FAILOVER_RESPAWN_LIMIT=1),
+    and gives up with exit 1 when it keeps failing."""
     script = confdir / "lhcd_failing.py"
     script.write_text(VITAL_FAILS)
     proc = subprocess.Popen(
@@ -213,6 +217,7 @@ def test_a_daemon_whose_vital_thread_keeps_failing_exits_non_zero(confdir: Path)
         stderr=subprocess.PIPE,
         text=True,
         cwd=confdir,
+        env={**os.environ, "FAILOVER_RESPAWN_LIMIT": "1"},
     )
     try:
         _, stderr = proc.communicate(timeout=60)
@@ -223,10 +228,32 @@ def test_a_daemon_whose_vital_thread_keeps_failing_exits_non_zero(confdir: Path)
     assert proc.returncode == 1
     assert stderr.startswith("lhcd: failed: vital thread send_heartbeats failed 5 times within 60 s; last: TypeError")
     log = (confdir / "log" / "lhcd.log").read_text()
-    assert log.count("Traceback") == 1  # the same error, logged once (rate-limited), counted every time
+    assert log.count("Traceback") == 2  # once per process: the same error is rate-limited, counted every time
     assert "thread send_heartbeats failed (1 so far)" in log
     assert "the daemon exits: vital thread send_heartbeats failed 5 times" in log
+    assert "lhcd respawns in 1 s (1 of 1 within 600 s)" in log
+    assert log.count(" started (config ") == 2 and "after 1 respawns within 600 s: giving up" in log
     assert running_pid(str(confdir / "state" / "lhcd.pid")) is None
+
+
+def test_a_stop_while_waiting_to_respawn_stops_the_daemon_for_good(confdir: Path) -> None:
+    script = confdir / "lhcd_failing.py"
+    script.write_text(VITAL_FAILS)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--config", str(confdir / "failover_config.py")],
+        stderr=subprocess.DEVNULL,
+        cwd=confdir,
+        env={**os.environ, "FAILOVER_RESPAWN_LIMIT": "5"},
+    )
+    log = confdir / "log" / "lhcd.log"
+    end = time.monotonic() + 60
+    while "respawns in" not in (log.read_text() if log.exists() else "") and time.monotonic() < end:
+        time.sleep(0.05)
+    pid = running_pid(str(confdir / "state" / "lhcd.pid"))
+    assert pid == proc.pid  # still holds its lock while it waits: `failover stop` finds it
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 1
+    assert "stopped while waiting to respawn" in log.read_text() and log.read_text().count(" started (config ") == 1
 
 
 LOGGER = """

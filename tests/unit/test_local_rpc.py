@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from failover.config import load
+from failover.machine import Condition, State
 from failover.master_agent import Lhcd
 from failover.protocol import (
     Ack,
@@ -36,8 +37,17 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
     max_leaves=15,
 )
+valid_heartbeats = st.builds(
+    lambda term, state, ok, detail, condition: local_request(Heartbeat(term, state, ok, detail, condition), "peer"),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from([s.value for s in State]),
+    st.none() | st.booleans(),
+    st.text(max_size=30),
+    st.sampled_from([c.value for c in Condition]),
+)
 requests = st.one_of(
     json_values,
+    valid_heartbeats,
     st.fixed_dictionaries(
         {"type": st.sampled_from(["SHUTDOWN_YOUR_SERVICE", "HEARTBEAT", "OPERATOR", "CONFIRM_FENCED", "STATUS"])},
         optional={

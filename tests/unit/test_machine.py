@@ -446,3 +446,24 @@ def test_a_master_that_wakes_up_asks_for_the_term_at_once() -> None:
     assert kinds(s) == [Alert, SendHeartbeat] and "gap of 12.0 s" in s.actions[0].message  # type: ignore[attr-defined]
     deposed = step(P, s.state, PeerReport(51, term=1, state=State.ACTIVE))
     assert deposed.state.state is State.STOPPING and "deposed by term 1" in deposed.state.reason
+
+
+def test_a_slave_cut_off_from_the_witness_alerts_once_per_isolation_whatever_the_probe_says() -> None:
+    # Chosen with the reason codes (issue 11): the gate compares (code, trigger), not the text,
+    # so a new probe detail ("refused", then "timed out") is no new alert while nothing changed.
+    n = node(S, State.STANDBY, witness_ok=False, last_heartbeat=0.0)
+    steps = run(
+        n,
+        ProbeResult(20, False, "refused"),
+        ProbeResult(21, False, "refused"),
+        ProbeResult(22, False, "refused"),  # the communication-loss trigger fires: witness gate
+        ProbeResult(23, False, "timed out"),
+        ProbeResult(24, False, "refused"),
+        policy=WITNESSED,
+    )
+    gated = [s for s in steps if s.transition is not None and s.state.code.value == "witness-silent"]
+    assert len(gated) == 1 and kinds(gated[0]) == [Alert]
+    assert steps[-1].state.state is State.SUSPECT and steps[-1].state.term == 0  # no takeover
+    back = step(WITNESSED, steps[-1].state, Reachability(25, None, True)).state
+    claimed = step(WITNESSED, back, ProbeResult(26, False, "refused"))
+    assert claimed.state.state is State.FAILING_OVER and claimed.state.term == 1  # once the witness answers

@@ -63,6 +63,19 @@ def test_the_machine_imports_no_io_and_no_clock() -> None:
         assert not outside, f"{path.name} imports {sorted(outside)}: the machine depends on nothing of the project"
 
 
+def test_the_machine_calls_no_io_builtin() -> None:
+    forbidden = {"open", "print", "input", "exec", "eval", "__import__", "breakpoint"}
+    for path in MACHINE.glob("*.py"):
+        if path.name == "diagram.py":
+            continue
+        calls = {
+            node.func.id
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        }
+        assert not calls & forbidden, f"{path.name} calls {sorted(calls & forbidden)}"
+
+
 def test_no_rule_asserts_the_type_of_its_event() -> None:
     for path in MACHINE.glob("*.py"):
         assert "assert isinstance" not in path.read_text(), f"{path.name}: type the rule's event instead"
