@@ -17,7 +17,6 @@ from failover.config import Config
 from failover.loadbalancer import HAProxyRuntime, LoadBalancer, LoadBalancerError
 from failover.machine import FenceMethod, Role
 from failover.scripts import run_scripts
-from failover.ssh import RcmdError, from_config, remote_failover
 
 
 def load_balancer(config: Config) -> LoadBalancer | None:
@@ -46,6 +45,9 @@ def fence(config: Config, term: int, method: FenceMethod, env: dict[str, str]) -
 
 
 def _ssh(config: Config, term: int) -> tuple[bool, str]:
+    # imported here: paramiko costs every daemon about 15 MB, and only a fencing slave needs it
+    from failover.ssh import RcmdError, from_config, remote_failover
+
     command = remote_failover(config, Role.MASTER, "fence-self", "--term", str(term))
     try:
         result = from_config(config, config.MASTER_HOST).run(command, config.FENCE_TIMEOUT)
