@@ -114,6 +114,7 @@ class Lhcd(Agent):
     def send_heartbeats(self, stop: threading.Event) -> None:
         """Tell the slave our state every HEARTBEAT_INTERVAL, or at once when poked."""
         reachable: bool | None = None
+        watching: bool | None = True  # what the slave said of its rhcd last (True: quiet at start)
         while not stop.is_set():
             self._heartbeat_now.clear()
             ok, detail = self._health
@@ -132,9 +133,17 @@ class Lhcd(Agent):
                 self.observe(
                     slave_term=reply.term,
                     slave_state=reply.state,
+                    slave_watching=reply.watching,
                     last_heartbeat_ack=wall_clock(),
                     last_heartbeat_error=None,
                 )
+                if reply.watching is not watching:  # say it once per change, not per heartbeat
+                    self.log.log(
+                        logging.INFO if reply.watching else logging.ERROR,
+                        "the slave's rhcd %s",
+                        "watches again" if reply.watching else "does not run: nothing would fail over",
+                    )
+                    watching = reply.watching
                 if reachable is not True:
                     self.log.info("heartbeats reach the slave (it is %s in term %d)", reply.state, reply.term)
                 reachable = True

@@ -128,15 +128,19 @@ class Heartbeat(Message):
 
 @dataclass(frozen=True)
 class HeartbeatReply(Message):
-    """Slave -> master: the slave's term and state (a higher term deposes an ACTIVE master)."""
+    """Slave -> master: the slave's term and state (a higher term deposes an ACTIVE master), and
+    whether rhcd itself answered (False: socketserver2 answered from the state file because rhcd
+    does not run, so nothing watches the master and nothing would fail over)."""
 
     TYPE: ClassVar[str] = "HEARTBEAT_REPLY"
     term: int
     state: str
+    watching: bool = True
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Message:
-        return cls(_term(body), _state(body))
+        watching = _expect(body, "watching", bool, optional=True)
+        return cls(_term(body), _state(body), True if watching is None else watching)
 
 
 @dataclass(frozen=True)

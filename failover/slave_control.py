@@ -50,7 +50,7 @@ def make_handler(config: Config, log: logging.Logger) -> Handler:
                 node = store.load() or initial_state(Role.SLAVE)
             except StateError as e:
                 return Refused(f"the slave's state file cannot be read: {e}")
-            return HeartbeatReply(node.term, node.state.value)
+            return HeartbeatReply(node.term, node.state.value, watching=False)
         if isinstance(message, OperatorCommand):
             return forward_operator(config, Role.SLAVE, message, peer, log)
         if isinstance(message, StatusRequest):

@@ -174,6 +174,8 @@ def _details(role: Role, s: dict[str, Any]) -> list[str]:
                 f"the slave answered heartbeats{_age(o, 'last_heartbeat_ack')}: {o['slave_state']} "
                 f"in term {o.get('slave_term')}"
             )
+        if o.get("slave_watching") is False:
+            out.append("THE SLAVE'S rhcd DOES NOT RUN: nothing watches this master, nothing would fail over")
         if s.get("state") == State.INACTIVE.value:
             out.append(
                 "INACTIVE after a failover: the slave serves; starting these agents again does not start "

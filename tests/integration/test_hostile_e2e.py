@@ -110,3 +110,24 @@ def test_a_newline_in_an_operator_reason_forges_no_log_or_status_line(make_pair:
         assert "\x1b" not in text and "\x07" not in text
     released = pair.failover("release")
     assert released.returncode == 0, released.stdout + released.stderr
+
+
+def test_the_master_says_so_when_the_slaves_rhcd_does_not_run(make_pair: MakePair) -> None:
+    # socketserver2 answers heartbeats from the state file while rhcd is down: the master must
+    # not take that for a slave that watches it.
+    pair = make_pair()
+    pair.kill_daemon("rhcd")
+    log = Path(pair.dir, "log", "lhcd.log")
+    end = time.monotonic() + 20
+    while "rhcd does not run: nothing would fail over" not in log.read_text() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert "rhcd does not run: nothing would fail over" in log.read_text(), pair.logs()
+    end = time.monotonic() + 20  # the status file is refreshed about once a second
+    while "THE SLAVE'S rhcd DOES NOT RUN" not in (status := pair.failover("status")).stdout:
+        assert time.monotonic() < end, status.stdout + status.stderr
+        time.sleep(0.2)
+    pair.start_agents(S)
+    end = time.monotonic() + 20
+    while "the slave's rhcd watches again" not in log.read_text() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert "the slave's rhcd watches again" in log.read_text()
