@@ -65,6 +65,19 @@ LISTEN_BACKLOG = 4096  # a flood must not fill the kernel's queue: the peer's SY
 LOG_BURST = 5  # lines of one kind written at once before one per second (RateLimitedLog)
 LOCAL_CONNECTIONS = 16  # local requests served at once (each waits for its answer in a thread)
 ACCEPT_BACKOFF = (0.05, 1.0)  # after a failed accept(), doubling: it fails again at once otherwise
+
+
+def _after_accept_error(
+    error: OSError, backoff: float, closed: threading.Event, limited: RateLimitedLog, what: str
+) -> float:
+    """Both servers' answer to a failed accept() (EMFILE and the like leave the connection
+    queued, so retrying at once would spin): log it rate-limited, wait, return the next backoff."""
+    backoff = min(max(2 * backoff, ACCEPT_BACKOFF[0]), ACCEPT_BACKOFF[1])
+    limited.log("accept error", logging.ERROR, "%s accept() failed: %s; retrying in %.2f s", what, error, backoff)
+    closed.wait(backoff)
+    return backoff
+
+
 ACCEPT_WAKEUP = 1.0  # the accept loop wakes this often to write held-back log counts
 COUNTERS = (
     "accepted",
@@ -231,11 +244,8 @@ class ControlServer:
             except OSError as e:
                 if self._closed.is_set():
                     return
-                # EMFILE and the like leave the connection queued: retrying at once would spin
-                backoff = min(max(2 * backoff, ACCEPT_BACKOFF[0]), ACCEPT_BACKOFF[1])
                 self._count("accept_error")
-                self._log.log("accept error", logging.ERROR, "accept() failed: %s; retrying in %.2f s", e, backoff)
-                self._closed.wait(backoff)
+                backoff = _after_accept_error(e, backoff, self._closed, self._log, "control")
                 continue
             backoff = 0.0
             try:
@@ -426,20 +436,17 @@ class LocalServer:
         return thread
 
     def _accept(self) -> None:
-        """Accept until closed. An accept() error (EMFILE: out of file descriptors) is logged,
-        rate-limited, and retried after a backoff: it must not end the daemon's local socket."""
-        backoff = 0.05
+        """Accept until closed; an accept() error must not end the daemon's local socket."""
+        backoff = 0.0
         while not self._closed.is_set():
             try:
                 conn, _ = self.sock.accept()
             except OSError as e:
                 if self._closed.is_set():
                     return
-                self._log.log("accept error", logging.ERROR, "local accept() failed: %s; retrying", e)
-                self._closed.wait(backoff)
-                backoff = min(backoff * 2, 1.0)
+                backoff = _after_accept_error(e, backoff, self._closed, self._log, "local")
                 continue
-            backoff = 0.05
+            backoff = 0.0
             if not self._slots.acquire(blocking=False):  # at most LOCAL_CONNECTIONS threads at once
                 self._log.log("refused", logging.WARNING, "local request refused: %d already open", LOCAL_CONNECTIONS)
                 conn.close()

@@ -36,7 +36,14 @@ from failover.channel import ChannelError, ControlServer, Handler, local_call
 from failover.config import Config, ConfigError, find_role, load
 from failover.errors import FailoverError
 from failover.machine import Role
-from failover.protocol import Message, OperatorCommand, ProtocolError, Refused, local_request, parse_local_answer
+from failover.protocol import (
+    Message,
+    OperatorCommand,
+    ProtocolError,
+    Refused,
+    local_request,
+    parse_local_answer,
+)
 from failover.sanitize import LogFormatter
 from failover.state import StateError, ensure_private_dir
 from failover.supervise import DaemonFailed, Supervisor

@@ -12,20 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 
-from failover import status
 from failover.channel import ChannelError, Handler, local_call
 from failover.config import Config
-from failover.daemon import forward_operator, serve_control, socket_path
+from failover.control import serve_common
+from failover.daemon import serve_control, socket_path
 from failover.machine import Role
 from failover.protocol import (
     Ack,
     Message,
-    OperatorCommand,
     ProtocolError,
-    Refused,
     ShutdownYourService,
-    StatusReply,
-    StatusRequest,
     local_request,
     parse_local_answer,
 )
@@ -46,12 +42,7 @@ def make_handler(config: Config, log: logging.Logger) -> Handler:
             ack = answer if isinstance(answer, Ack) else Ack(message.term, False, f"lhcd refused: {answer}")
             log.info("answering %s for term %d: %s", "ACK" if ack.ok else "NACK", ack.term, ack.detail)
             return ack
-        if isinstance(message, OperatorCommand):
-            return forward_operator(config, Role.MASTER, message, peer, log)
-        if isinstance(message, StatusRequest):
-            return StatusReply(status.collect(config, Role.MASTER))
-        log.warning("refused %s from %s: not served by the master", message.TYPE, peer)
-        return Refused(f"{message.TYPE} is not served by the master's socketserver")
+        return serve_common(config, Role.MASTER, message, peer, log)
 
     return handle
 

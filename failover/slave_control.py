@@ -11,20 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 
-from failover import status
 from failover.channel import ChannelError, Handler, local_call
 from failover.config import Config
-from failover.daemon import forward_operator, serve_control, socket_path
+from failover.control import serve_common
+from failover.daemon import serve_control, socket_path
 from failover.machine import Role, initial_state
 from failover.protocol import (
     Heartbeat,
     HeartbeatReply,
     Message,
-    OperatorCommand,
     ProtocolError,
     Refused,
-    StatusReply,
-    StatusRequest,
     local_request,
     parse_local_answer,
 )
@@ -51,12 +48,7 @@ def make_handler(config: Config, log: logging.Logger) -> Handler:
             except StateError as e:
                 return Refused(f"the slave's state file cannot be read: {e}")
             return HeartbeatReply(node.term, node.state.value, watching=False)
-        if isinstance(message, OperatorCommand):
-            return forward_operator(config, Role.SLAVE, message, peer, log)
-        if isinstance(message, StatusRequest):
-            return StatusReply(status.collect(config, Role.SLAVE))
-        log.warning("refused %s from %s: not served by the slave", message.TYPE, peer)
-        return Refused(f"{message.TYPE} is not served by the slave's socketserver2")
+        return serve_common(config, Role.SLAVE, message, peer, log)
 
     return handle
 

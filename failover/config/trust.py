@@ -51,10 +51,22 @@ def _links_on_the_way(path: str | os.PathLike[str]) -> str | None:
         if not _trusted_owner(st.st_uid):
             return f"symlink {prefix} belongs to uid {st.st_uid}, not root or the agents' user"
         parent = Path(os.path.realpath(prefix.parent))
-        for directory in [parent, *parent.parents]:
-            problem = _problem(directory, os.stat(directory), "directory")
-            if problem:
-                return f"{problem} (it holds the symlink {prefix})"
+        problem = _directories(parent)
+        if problem:
+            return f"{problem} (it holds the symlink {prefix})"
+    return None
+
+
+def _directories(start: Path) -> str | None:
+    """The first of `start` and the directories above it that someone else could change."""
+    for directory in [start, *start.parents]:
+        try:
+            st = os.stat(directory)
+        except OSError as e:
+            return f"{directory}: {e.strerror}"
+        problem = _problem(directory, st, "directory")
+        if problem:
+            return problem
     return None
 
 
@@ -70,15 +82,4 @@ def writable_by_others(path: str | os.PathLike[str]) -> str | None:
         st = os.stat(real)
     except OSError as e:
         return f"{real}: {e.strerror}"
-    problem = _problem(real, st, "file")
-    if problem:
-        return problem
-    for directory in real.parents:
-        try:
-            st = os.stat(directory)
-        except OSError as e:
-            return f"{directory}: {e.strerror}"
-        problem = _problem(directory, st, "directory")
-        if problem:
-            return problem
-    return None
+    return _problem(real, st, "file") or _directories(real.parent)

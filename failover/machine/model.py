@@ -206,6 +206,10 @@ class Hold:
     since: str = ""  # wall-clock text for status only; decisions never use it
     reason: str = ""
 
+    def who(self) -> str:
+        """Who holds, since when and why, as answers and alerts say it."""
+        return f"{self.by} since {self.since} ({self.reason})"
+
 
 @dataclass(frozen=True)
 class NodeState:

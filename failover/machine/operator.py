@@ -68,9 +68,7 @@ def release(p: Policy, n: NodeState, e: OperatorRequest) -> Step:
 def refuse_busy(p: Policy, n: NodeState, e: OperatorRequest) -> Step:
     """Any other operator request in a state that cannot take it."""
     if n.state is State.MAINTENANCE:
-        hold = n.hold
-        who = f"{hold.by} since {hold.since} ({hold.reason})" if hold else "an operator"
-        why = f"held by {who}: `failover release` first"
+        why = f"held by {n.hold.who() if n.hold else 'an operator'}: `failover release` first"
     else:
         why = f"the {n.role} is {n.state} ({n.reason})"
     return keep(n, Answer(False, f"{type(e).__name__} refused: {why}"))

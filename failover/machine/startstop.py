@@ -72,9 +72,7 @@ def shutdown_failed(p: Policy, n: NodeState, e: ShutdownRequested) -> Step:
 
 
 def shutdown_held(p: Policy, n: NodeState, e: ShutdownRequested) -> Step:
-    hold = n.hold
-    who = f"{hold.by} since {hold.since} ({hold.reason})" if hold else "an operator"
-    why = f"held for maintenance by {who}: nothing was stopped"
+    why = f"held for maintenance by {n.hold.who() if n.hold else 'an operator'}: nothing was stopped"
     return keep(n, Reply(e.term, False, why), Alert(f"refused SHUTDOWN_YOUR_SERVICE for term {e.term}: {why}"))
 
 

@@ -51,11 +51,6 @@ def keep(node: NodeState, *actions: Action, **changes: Unpack[Changes]) -> Step:
     return Step(dataclasses.replace(node, **changes), actions)
 
 
-def peer(role: Role) -> Role:
-    """The other role of the pair."""
-    return role.peer
-
-
 def ignore(p: Policy, n: NodeState, e: Event) -> Step:
     """What the table does with an event the role can receive but the state has no row for."""
     return keep(n)

@@ -11,7 +11,7 @@ import dataclasses
 from failover.machine.actions import Alert, RunScripts, SendShutdown, Step
 from failover.machine.events import PeerReport
 from failover.machine.model import NodeState, Policy, ScriptKind, State, Why
-from failover.machine.steps import keep, move, peer
+from failover.machine.steps import keep, move
 
 
 def step_down_on_higher_term(p: Policy, n: NodeState, e: PeerReport) -> Step:
@@ -20,7 +20,7 @@ def step_down_on_higher_term(p: Policy, n: NodeState, e: PeerReport) -> Step:
     if e.term <= n.term:
         step = peer_report_other(p, n, e)
         return dataclasses.replace(step, state=dataclasses.replace(step.state, peer_contact=e.now))
-    reason = f"deposed by term {e.term} (the {peer(n.role)} is {e.state}): stopping the service"
+    reason = f"deposed by term {e.term} (the {n.role.peer} is {e.state}): stopping the service"
     return move(
         n,
         e,
@@ -39,7 +39,7 @@ def step_down_on_higher_term(p: Policy, n: NodeState, e: PeerReport) -> Step:
 def peer_report_other(p: Policy, n: NodeState, e: PeerReport) -> Step:
     """Outside ACTIVE: only learn the higher term (persisted, so it is never forgotten)."""
     if e.term > n.term:
-        reason = f"learned term {e.term} from the {peer(n.role)} ({e.state})"
+        reason = f"learned term {e.term} from the {n.role.peer} ({e.state})"
         return move(n, e, n.state, Why.LEARNED_TERM, reason, term=e.term)
     return keep(n)
 

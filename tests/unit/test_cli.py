@@ -32,13 +32,18 @@ CONFIG = {
 """
 
 
+def write_scripts_and_secret(directory: Path) -> None:
+    """What a test config names beside itself: two no-op scripts and a private secret."""
+    for name in ("stop.sh", "start.sh"):
+        (directory / name).write_text("#!/bin/sh\n")
+        (directory / name).chmod(0o755)
+    (directory / "secret").write_text("ab" * 32 + "\n")
+    (directory / "secret").chmod(0o600)
+
+
 @pytest.fixture
 def confdir(tmp_path: Path) -> Path:
-    for name in ("stop.sh", "start.sh"):
-        (tmp_path / name).write_text("#!/bin/sh\n")
-        (tmp_path / name).chmod(0o755)
-    (tmp_path / "secret").write_text("ab" * 32 + "\n")
-    (tmp_path / "secret").chmod(0o600)
+    write_scripts_and_secret(tmp_path)
     (tmp_path / "failover_config.py").write_text(CONFIG)
     return tmp_path
 

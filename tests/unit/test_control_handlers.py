@@ -32,7 +32,7 @@ from failover.protocol import (
     encode_line,
     parse_message,
 )
-from tests.unit.test_cli import CONFIG
+from tests.unit.test_cli import CONFIG, write_scripts_and_secret
 
 terms = st.integers(0, 2**31 - 1)
 texts = st.text(max_size=200)
@@ -57,11 +57,7 @@ messages = st.one_of(
 @pytest.fixture(scope="module")
 def handlers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Handler]:
     base: Path = tmp_path_factory.mktemp("handlers")
-    for name in ("stop.sh", "start.sh"):
-        (base / name).write_text("#!/bin/sh\n")
-        (base / name).chmod(0o755)
-    (base / "secret").write_text("ab" * 32 + "\n")
-    (base / "secret").chmod(0o600)
+    write_scripts_and_secret(base)
     # short timeouts: with no agent behind them the handlers answer from files or refuse
     (base / "failover_config.py").write_text(CONFIG.replace("}", '    "CONTROL_TIMEOUT": 0.5,\n}'))
     config = load(base / "failover_config.py")

@@ -31,16 +31,12 @@ from failover.machine import (
 from failover.master_agent import Lhcd
 from failover.slave_agent import Rhcd
 from failover.state import read_journal
-from tests.unit.test_cli import CONFIG
+from tests.unit.test_cli import CONFIG, write_scripts_and_secret
 
 
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
-    for name in ("stop.sh", "start.sh"):
-        (tmp_path / name).write_text("#!/bin/sh\n")
-        (tmp_path / name).chmod(0o755)
-    (tmp_path / "secret").write_text("ab" * 32 + "\n")
-    (tmp_path / "secret").chmod(0o600)
+    write_scripts_and_secret(tmp_path)
     (tmp_path / "failover_config.py").write_text(CONFIG)
     return tmp_path / "failover_config.py"
 

@@ -25,6 +25,7 @@ from failover.cli.daemons import StartFailed, spawn, wait_ready
 from failover.daemon import PidUnknown, running_pid, signal_daemon
 from failover.lab.pop3 import free_port
 from failover.state import STATE_VERSION
+from tests.unit.test_cli import write_scripts_and_secret
 
 CONFIG = """\
 CONFIG = {{
@@ -56,11 +57,7 @@ def confdir(tmp_path: Path) -> Iterator[Path]:
 
 
 def make_confdir(tmp_path: Path) -> Path:
-    for name in ("stop.sh", "start.sh"):
-        (tmp_path / name).write_text("#!/bin/sh\n")
-        (tmp_path / name).chmod(0o755)
-    (tmp_path / "secret").write_text("ab" * 32 + "\n")
-    (tmp_path / "secret").chmod(0o600)
+    write_scripts_and_secret(tmp_path)
     ports = {"master": free_port(), "slave": free_port(), "pop3": free_port(), "pop3_slave": free_port()}
     (tmp_path / "failover_config.py").write_text(CONFIG.format(**ports))
     (tmp_path / "state").mkdir(mode=0o700)

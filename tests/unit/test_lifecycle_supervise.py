@@ -18,7 +18,7 @@ from failover.agent import Agent
 from failover.config import load
 from failover.machine import ProbeResult, Role
 from failover.supervise import DaemonFailed, Supervisor
-from tests.unit.test_cli import CONFIG
+from tests.unit.test_cli import CONFIG, write_scripts_and_secret
 
 WAIT = 20.0  # generous bound for what takes well under a second on an idle machine
 
@@ -155,11 +155,7 @@ def test_a_watched_thread_that_ends_stops_the_daemon(log: logging.Logger) -> Non
 
 @pytest.fixture
 def agent(tmp_path: Path, log: logging.Logger) -> Agent:
-    for name in ("stop.sh", "start.sh"):
-        (tmp_path / name).write_text("#!/bin/sh\n")
-        (tmp_path / name).chmod(0o755)
-    (tmp_path / "secret").write_text("ab" * 32 + "\n")
-    (tmp_path / "secret").chmod(0o600)
+    write_scripts_and_secret(tmp_path)
     (tmp_path / "failover_config.py").write_text(CONFIG)
     return Agent(load(tmp_path / "failover_config.py"), Role.MASTER, "lhcd", log)
 

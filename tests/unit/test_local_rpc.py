@@ -30,7 +30,7 @@ from failover.protocol import (
     parse_message,
 )
 from failover.slave_agent import Rhcd
-from tests.unit.test_cli import CONFIG
+from tests.unit.test_cli import CONFIG, write_scripts_and_secret
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -92,11 +92,7 @@ def test_each_daemon_serves_only_its_own_requests() -> None:
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lhcd, Rhcd]:
     base: Path = tmp_path_factory.mktemp("rpc")
-    for name in ("stop.sh", "start.sh"):
-        (base / name).write_text("#!/bin/sh\n")
-        (base / name).chmod(0o755)
-    (base / "secret").write_text("ab" * 32 + "\n")
-    (base / "secret").chmod(0o600)
+    write_scripts_and_secret(base)
     (base / "failover_config.py").write_text(CONFIG)
     config = load(base / "failover_config.py")
     log = logging.getLogger("test-local-rpc")

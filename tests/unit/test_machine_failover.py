@@ -31,34 +31,10 @@ from failover.machine import (
     ShutdownAnswered,
     Started,
     State,
-    Step,
     Tick,
-    Trigger,
     step,
 )
-
-P = Policy(probe_failures=3, ack_timeout=10.0)  # the shipped triggers: abnormal shutdown only
-COMM = Policy(probe_failures=3, ack_timeout=10.0, triggers=frozenset({Trigger.COMMUNICATION_LOSS}))
-MANUAL = Policy(probe_failures=3, ack_timeout=10.0, triggers=frozenset())
-M, S = Role.MASTER, Role.SLAVE
-
-
-def node(role: Role, state: State, **kw: object) -> NodeState:
-    return dataclasses.replace(NodeState(role, state), **kw)  # type: ignore[arg-type]
-
-
-def run(n: NodeState, *events: object, policy: Policy = P) -> list[Step]:
-    steps = []
-    for e in events:
-        s = step(policy, n, e)  # type: ignore[arg-type]
-        steps.append(s)
-        n = s.state
-    return steps
-
-
-def kinds(s: Step) -> list[type]:
-    return [type(a) for a in s.actions]
-
+from tests.unit.test_machine import P, S, kinds, node, run  # one set of helpers
 
 # ---------------------------------------------------------------------------- slave: failing over
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from failover.cli import main
 from failover.sync.files import TMP_PREFIX, file_hash
 from tests.conftest import put
+from tests.unit.test_cli import write_scripts_and_secret
 
 CONFIG = """\
 CONFIG = {{
@@ -43,11 +44,7 @@ def standby(tmp_path: Path, entries: list[object] = ENTRIES) -> tuple[Path, Path
     conf, root = tmp_path / "conf", tmp_path / "slave-root"
     conf.mkdir()
     root.mkdir()
-    for name in ("stop.sh", "start.sh"):
-        (conf / name).write_text("#!/bin/sh\n")
-        (conf / name).chmod(0o755)
-    (conf / "secret").write_text("ab" * 32 + "\n")
-    (conf / "secret").chmod(0o600)
+    write_scripts_and_secret(conf)
     text = CONFIG.format(sync_files=entries, master=str(tmp_path / "master-root"), slave=str(root))
     (conf / "failover_config.py").write_text(text)
     return conf / "failover_config.py", root
