@@ -184,10 +184,19 @@ esac
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             current = self.state(role)
-            if current.get("state") in wanted:
+            if current.get("state") in wanted and self._journaled(role, current):
                 return current
             time.sleep(0.02)
         raise TimeoutError(f"{role} not in {wanted} after {timeout} s: {self.state(role)}\n{self.logs()}")
+
+    def _journaled(self, role: Role, current: dict[str, Any]) -> bool:
+        """Whether the journal has caught up with the state file: an agent writes the state file
+        first and appends the journal a moment later, and callers read both."""
+        entries = self.journal(role)
+        if not entries:
+            return True  # nothing journaled yet: nothing to wait for
+        last = entries[-1]  # a transition, or a note (scripts, sync) made in the state it left
+        return last.get("to") == current.get("state") and last.get("term") == current.get("term")
 
     def journal(self, role: Role) -> list[dict[str, Any]]:
         return read_journal(os.path.join(self.dir, "state", f"{role.value}.journal"))

@@ -169,7 +169,13 @@ def test_a_frozen_master_is_fenced_at_the_load_balancer_and_stops_when_it_wakes(
         time.sleep(1.0)
         poller.stop()
         log = Path(pair.dir, "log", "lhcd.log").read_text()
-        assert "woke up" in log and "deposed by term 1" in reasons(pair, M)
+        # It learns term 1 one of two ways, both of which stop it: its loop notices the frozen
+        # wait and asks the slave ("woke up", then "deposed by term 1"), or, frozen in the middle
+        # of an event (no wait to measure), it first takes the slave's SHUTDOWN_YOUR_SERVICE
+        # for term 1 that its socketserver held while frozen.
+        woke = "woke up" in log and "deposed by term 1" in reasons(pair, M)
+        assert woke or "the slave requested shutdown for term 1" in reasons(pair, M)
+        assert pair.state(M)["term"] == 1
         assert not pair.pop3[M].running()
         first = poller.first("slave", after=0)
         assert first is not None and poller.count("master", after=first) == 0
