@@ -114,6 +114,7 @@ class Lhcd(Agent):
     def send_heartbeats(self, stop: threading.Event) -> None:
         """Tell the slave our state every HEARTBEAT_INTERVAL, or at once when poked."""
         reachable: bool | None = None
+        failure: type[Exception] | None = None  # the kind of the last failure logged
         watching: bool | None = True  # what the slave said of its rhcd last (True: quiet at start)
         while not stop.is_set():
             self._heartbeat_now.clear()
@@ -146,10 +147,13 @@ class Lhcd(Agent):
                     watching = reply.watching
                 if reachable is not True:
                     self.log.info("heartbeats reach the slave (it is %s in term %d)", reply.state, reply.term)
-                reachable = True
+                reachable, failure = True, None
             except (ChannelError, ProtocolError) as e:  # channel raises only its own errors
-                if reachable is not False:
+                # once per outage, and again when its kind changes (a refused connection, then a
+                # server that answers with a forged reply), not once per heartbeat
+                if reachable is not False or type(e) is not failure:
                     self.log.warning("heartbeat to the slave failed: %s", e)
+                failure = type(e)
                 reachable = False
                 self.observe(last_heartbeat_error=str(e))
             self.submit(Reachability(time.monotonic(), reachable, self.probe_witness()))
