@@ -83,6 +83,8 @@ class Agent:
     def __init__(self, config: Config, role: Role, name: str, log: logging.Logger) -> None:
         self.config, self.role, self.name, self.log = config, role, name, log
         self.policy = config.policy()
+        # With a lease the slave's takeover and its deadlines are due to the beat, not the second
+        self.tick_every = self.TICK if config.lease_times() is None else min(self.TICK, config.BEAT_INTERVAL)
         self.secret = config.read_secret()  # read once: both hosts change it together, then restart
         self.store = StateStore(config.STATE_DIR, role, config.host_of(role))
         self._events: queue.Queue[tuple[Event, threading.Event | None, list[Answer] | None]] = queue.Queue()
@@ -148,6 +150,10 @@ class Agent:
     def observe(self, **values: Any) -> None:
         self.observations.update(values)
 
+    def live_observations(self, now: float) -> dict[str, Any]:
+        """What status shows that changes by itself (the stream's health, the lease left)."""
+        return {}
+
     # ------------------------------------------------------------------ the loop
 
     def serve(self, stop: threading.Event, inputs: list[Callable[[threading.Event], None]]) -> None:
@@ -211,10 +217,12 @@ class Agent:
         # shutdown scripts, which may take SCRIPT_TIMEOUT each, and a start must not wait for them.
         notify_ready()
         self.process(Started(time.monotonic()))
+        last_tick = time.monotonic()
         while not stop.is_set():
             before = time.monotonic()
+            timeout = max(0.0, self.tick_every - (before - last_tick))
             try:
-                event, done, answers = self._events.get(timeout=self.TICK)
+                event, done, answers = self._events.get(timeout=timeout)
             except queue.Empty:
                 event, done, answers = Tick(time.monotonic()), None, None
             waited = time.monotonic() - before
@@ -224,9 +232,9 @@ class Agent:
                 if done is not None:
                     done.set()
                 break
-            if waited > self.TICK + self.JUMP:  # the monotonic clock jumped under us: we were frozen
-                self.log.warning("woke up: a wait of %.2f s took %.2f s", self.TICK, waited)
-                self.process(ClockJump(time.monotonic(), waited - self.TICK))
+            if waited > timeout + self.JUMP:  # the monotonic clock jumped under us: we were frozen
+                self.log.warning("woke up: a wait of %.2f s took %.2f s", timeout, waited)
+                self.process(ClockJump(time.monotonic(), waited - timeout))
             self._answers = answers
             try:
                 self.process(event)
@@ -234,6 +242,12 @@ class Agent:
                 self._answers = None
                 if done is not None:
                     done.set()
+            # deadlines are kept even while events stream in (a datagram every beat)
+            if isinstance(event, Tick):
+                last_tick = event.now
+            elif time.monotonic() - last_tick >= self.tick_every:
+                last_tick = time.monotonic()
+                self.process(Tick(last_tick))
             self.publish()
 
     def process(self, event: Event) -> None:
@@ -309,7 +323,8 @@ class Agent:
             self.log.error("load balancer: %s failed: %s", what, e)
             return LoadBalancerDone(time.monotonic(), what, False, str(e))
         self.log.info("load balancer: %s", detail)
-        return LoadBalancerDone(time.monotonic(), what, True, detail)
+        fenced = action.role if isinstance(action, LbFence) else None  # read back MAINT: confirmed
+        return LoadBalancerDone(time.monotonic(), what, True, detail, fenced)
 
     def script_env(
         self, kind: str, transition: Transition | None = None, node: NodeState | None = None
@@ -397,6 +412,6 @@ class Agent:
             "term": self.node.term,
             "reason": self.node.reason,
             "failures": node["failures"],
-            "observations": self.observations,
+            "observations": {**self.observations, **self.live_observations(now)},
         }
         atomic_write(status_path(self.config, self.name), json.dumps(status, default=str).encode(), durable=False)

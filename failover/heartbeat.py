@@ -18,28 +18,38 @@ The datagram (network byte order, 76 bytes, far under one MTU, so never fragment
   carries a term newer than ours. Until then its datagrams are only echoed (acknowledged), which
   completes that handshake one interval later.
 - Each datagram acknowledges the newest sequence number it holds from the peer: the master
-  learns which of its heartbeats the slave received, which is what its lease is built on.
+  learns which of its heartbeats the slave received, which is what its lease is built on. An
+  acknowledgement renews the lease only when its datagram carries GRANTS_LEASE: the slave sets
+  it only while it watches (`failover.machine.lease.grants_lease`), never once it has claimed a
+  term, so no acknowledgement sent after the claim can extend the master's lease.
 
-The lease. Write t for the master's monotonic send time of the newest
-heartbeat the slave acknowledged, r for the slave's monotonic receive time of the newest master
-heartbeat it accepted, L = LEASE_TIME, H = HARD_STOP_TIMEOUT, and rho for the bound on how far
-either monotonic clock's rate may differ from real time (DRIFT).
+The lease (used only with a LOAD_BALANCER: it is the arbiter that both hosts can ask). Write
+L = LEASE_TIME, H = HARD_STOP_TIMEOUT, m = the margin (how often the master's lease guard looks,
+plus its scheduling slack), rho = the bound on how far either host's monotonic clock rate may
+differ from real time (DRIFT), and W = (L + H + m) x (1 + rho) / (1 - rho) (`takeover_wait`).
 
-1. The master's service may run only while its clock reads less than t + L (`lease_end`). When
-   it reaches that, the master kills the service hard; it is verified down within H more.
-   In real time that is at most (L + H) / (1 - rho) after the real moment t.
-2. A heartbeat can only be acknowledged after it was received, and it was received after it
-   was sent: the heartbeat behind t was received at or before the real moment r, because the
-   slave acknowledges only what it accepted, and r is its newest. So t <= r in real time,
-   whatever the loss, delay, duplication, reordering or one-way cut: a cut that stops the
-   slave's datagrams stops the acknowledgements (the lease runs out); a cut that stops the
-   master's stops r (the slave's wait starts), and a late acknowledgement only names an older t.
-3. The slave starts without an ACK only when its own clock has advanced W = (L + H) x
-   (1 + rho) / (1 - rho) + MARGIN past r (`takeover_at`), which is at least (L + H) / (1 - rho)
-   in real time. By 1 and 2, the master's service is down by then.
+1. The master renews its lease in two ways only, each from a moment called its base:
+   a. a datagram of the slave that carries GRANTS_LEASE acknowledges one of the master's
+      heartbeats: the base is the master's own send time of that heartbeat;
+   b. a read of the load balancer, begun at the base, shows the master's server not in MAINT.
+   The lease ends at base + L on the master's clock (`lease_end`). When it ends, the master's
+   guard kills the service hard (within m of the end) and verifies it down within H.
+   In real time the service is down within (L + H + m) / (1 - rho) after the base.
+2. The slave, when it claims a term (real moment k), stops granting: no datagram it sends from
+   then on carries GRANTS_LEASE (the sender reads the slave's state after it has computed the
+   acknowledgement, so an acknowledgement sent after k names a heartbeat received before k).
+   It then fences the master at the load balancer, confirmed at the real moment f > k.
+3. Every base is before f in real time: a granted acknowledgement names a heartbeat that was
+   sent before it was received, hence before k < f, whatever the loss, delay, duplication,
+   reordering or one-way cut; and a read of the load balancer begun after f shows MAINT.
+4. The slave starts without an ACK only when its own clock has advanced W past its reading
+   taken after the confirmation (`takeover_at`): at least W / (1 + rho) = (L + H + m) / (1 - rho)
+   after f in real time. By 1 and 3, the master's service is down by then.
 So the service never runs on both hosts, under any network fault, provided the clock rates stay
-within rho and the master's loop checks its lease at least every MARGIN seconds (the master's
-lease check is part of H: `failover check` enforces the inequality with the configured numbers).
+within rho and the master's guard runs at least every m seconds. A master that loses the slave
+keeps its lease through the load balancer, so a dead slave never stops it. A master that
+reaches neither loses its lease and stops: then the slave starts only if it can fence at the
+load balancer. `failover check` shows W with the configured numbers.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ _HEAD = struct.Struct("!4sBB8sQIBB8sQB")
 MAC_BYTES = 32
 SIZE = _HEAD.size + MAC_BYTES
 KEY_LABEL = b"failover heartbeat stream v1"
+GRANTS_LEASE = 0x01  # flags: this datagram's acknowledgement renews the master's lease
 FRESH_ACKS = 1024  # how many of our own recent send times are kept (RTT, lease, handshake)
 
 # Codes on the wire, written out so that reordering an enum never changes the protocol.
@@ -189,13 +200,15 @@ class Stream:
         self.peer_seq = 0  # the newest seq accepted from it
         self._candidate: tuple[bytes, int] | None = None  # a new sender id we echo but do not believe yet
 
-    def next_beat(self, now: float, term: int, state: State, condition: Condition) -> Beat:
-        """Our next datagram's content; `now` is remembered as its send time."""
+    def next_beat(self, now: float, term: int, state: State, condition: Condition, grant: bool = False) -> Beat:
+        """Our next datagram's content; `now` is remembered as its send time. `grant`: its
+        acknowledgement renews the peer's lease (the slave, while it watches)."""
         self._seq += 1
         self._sent[self._seq] = now
         self._sent.pop(self._seq - FRESH_ACKS, None)
         acked_sender, acked_seq = self._acknowledged()
-        return Beat(self.role, self.sender, self._seq, term, state, condition, acked_sender, acked_seq)
+        flags = GRANTS_LEASE if grant else 0
+        return Beat(self.role, self.sender, self._seq, term, state, condition, acked_sender, acked_seq, flags)
 
     def _acknowledged(self) -> tuple[bytes, int]:
         if self._candidate is not None:  # echo the newcomer so that it can prove it hears us
@@ -238,7 +251,7 @@ class LeaseTimes:
     lease: float
     hard_stop: float
     drift: float = 0.01  # rho: each monotonic clock within 1 % of real time
-    margin: float = 0.05  # the master checks its lease at least this often
+    margin: float = 0.1  # the master's guard looks at its lease at least this often (slack included)
 
     def __post_init__(self) -> None:
         if not (self.lease > 0 and self.hard_stop > 0 and 0 <= self.drift < 0.5 and self.margin >= 0):
@@ -251,10 +264,11 @@ def lease_end(acked_sent_at: float, times: LeaseTimes) -> float:
 
 
 def takeover_wait(times: LeaseTimes) -> float:
-    """Slave: how long after the newest master heartbeat it must wait to start without an ACK."""
-    return (times.lease + times.hard_stop) * (1 + times.drift) / (1 - times.drift) + times.margin
+    """Slave: how long after the load balancer confirmed the master's server MAINT (its clock)
+    it must wait to start without an ACK."""
+    return (times.lease + times.hard_stop + times.margin) * (1 + times.drift) / (1 - times.drift)
 
 
-def takeover_at(last_received: float, times: LeaseTimes) -> float:
+def takeover_at(fenced_at: float, times: LeaseTimes) -> float:
     """Slave: the monotonic time from which the master's service is known to be down."""
-    return last_received + takeover_wait(times)
+    return fenced_at + takeover_wait(times)

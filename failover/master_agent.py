@@ -19,6 +19,7 @@ from typing import Any
 
 from failover import service
 from failover.agent import Agent
+from failover.beatlink import BeatLink
 from failover.channel import ChannelError, local_call, request
 from failover.config import Config
 from failover.daemon import (
@@ -31,6 +32,9 @@ from failover.daemon import (
     socket_path,
 )
 from failover.deathwatch import DeathWatch
+from failover.fencing import load_balancer
+from failover.heartbeat import GRANTS_LEASE, Received
+from failover.lease_guard import LeaseGuard
 from failover.machine import (
     Action,
     Condition,
@@ -75,6 +79,8 @@ class Lhcd(Agent):
 
     def __init__(self, config: Config, log: logging.Logger) -> None:
         super().__init__(config, Role.MASTER, "lhcd", log)
+        self.link: BeatLink | None = None
+        self.guard: LeaseGuard | None = None
         self._waiters: list[_Waiter] = []
         self._lock = threading.Lock()
         self._heartbeat_now = threading.Event()
@@ -158,6 +164,42 @@ class Lhcd(Agent):
                 self.observe(last_heartbeat_error=str(e))
             self.submit(Reachability(time.monotonic(), reachable, self.probe_witness()))
             self._heartbeat_now.wait(self.config.HEARTBEAT_INTERVAL)
+
+    def stream_inputs(self) -> list[Callable[[threading.Event], None]]:
+        """The heartbeat stream's threads, and the lease guard's when the pair runs with a lease."""
+        self.link = BeatLink(self.config, Role.MASTER, self.secret, self.log, lambda: self.node, self.on_beat)
+        inputs: list[Callable[[threading.Event], None]] = [self.link.send_loop, self.link.receive_loop]
+        times = self.config.lease_times()
+        if times is not None:
+            self.guard = LeaseGuard(
+                self.config,
+                times,
+                load_balancer(self.config),
+                self.log,
+                lambda: self.node,
+                self.submit,
+                lambda event, reason: self.store.note(self.node, event, reason),
+                lambda: self.script_env("hard_stop"),
+            )
+            inputs += [self.guard.guard_loop, self.guard.renew_loop]
+        return inputs
+
+    def on_beat(self, received: Received, now: float) -> None:
+        """A datagram of the slave: contact, its term and state, and (granted) a lease renewal."""
+        beat = received.beat
+        if self.guard is not None and beat.flags & GRANTS_LEASE and received.acked_sent_at is not None:
+            self.guard.renew(received.acked_sent_at, "an acknowledged heartbeat")
+        self.submit(PeerReport(now, beat.term, beat.state))
+        self.submit(Reachability(now, True, None))
+
+    def live_observations(self, now: float) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        if self.link is not None:
+            seen["stream"] = self.link.health(now)
+        if self.guard is not None:
+            seen["lease_left"] = round(self.guard.left(now), 3)
+            seen["lease_renewed_by"] = self.guard.renewed_by
+        return seen
 
     def say_goodbye(self) -> None:
         """Stopped cleanly by an operator: the last heartbeat says so (a normal shutdown)."""
@@ -258,5 +300,9 @@ def fence_self(config: Config, term: int, log: logging.Logger) -> dict[str, Any]
 
 def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
     agent = Lhcd(config, log)
-    agent.serve(stop, [agent.watch_service, agent.send_heartbeats])
+    try:
+        agent.serve(stop, [agent.watch_service, agent.send_heartbeats, *agent.stream_inputs()])
+    finally:
+        if agent.link is not None:
+            agent.link.close()
     agent.say_goodbye()

@@ -16,8 +16,10 @@ from typing import Any
 
 from failover import fencing, service
 from failover.agent import Agent
+from failover.beatlink import BeatLink
 from failover.channel import ChannelError, request
 from failover.config import Config
+from failover.heartbeat import Received
 from failover.machine import (
     Action,
     Condition,
@@ -59,6 +61,19 @@ class Rhcd(Agent):
         super().__init__(config, Role.SLAVE, "rhcd", log)
         self._probe_now = threading.Event()
         self._sending = threading.Lock()  # at most one SHUTDOWN_YOUR_SERVICE exchange at a time
+        self.link: BeatLink | None = None
+
+    def stream_inputs(self) -> list[Callable[[threading.Event], None]]:
+        self.link = BeatLink(self.config, Role.SLAVE, self.secret, self.log, lambda: self.node, self.on_beat)
+        return [self.link.send_loop, self.link.receive_loop]
+
+    def on_beat(self, received: Received, now: float) -> None:
+        """A datagram of the master: contact, and what it says of itself and its service."""
+        beat = received.beat
+        self.submit(PeerReport(now, beat.term, beat.state, None, "", beat.condition))
+
+    def live_observations(self, now: float) -> dict[str, Any]:
+        return {} if self.link is None else {"stream": self.link.health(now)}
 
     # ------------------------------------------------------------------ inputs
 
@@ -191,4 +206,8 @@ class Rhcd(Agent):
 
 def run(config: Config, stop: threading.Event, log: logging.Logger) -> None:
     agent = Rhcd(config, log)
-    agent.serve(stop, [agent.probe_master])
+    try:
+        agent.serve(stop, [agent.probe_master, *agent.stream_inputs()])
+    finally:
+        if agent.link is not None:
+            agent.link.close()

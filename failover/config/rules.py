@@ -72,21 +72,35 @@ def _isolation_rule(v: dict[str, Any]) -> tuple[bool, str]:
     return slave > master, text
 
 
+LOST_IN_A_ROW = 5  # datagrams: the fewest lost in a row that a timeout must ride out
+
+
 def _heartbeat_rule(v: dict[str, Any]) -> tuple[bool, str]:
-    limit = v["HEARTBEAT_INTERVAL"] + v["CONTROL_TIMEOUT"]
-    text = (
-        f"HEARTBEAT_TIMEOUT ({v['HEARTBEAT_TIMEOUT']:g}) > HEARTBEAT_INTERVAL ({v['HEARTBEAT_INTERVAL']:g}) "
-        f"+ CONTROL_TIMEOUT ({v['CONTROL_TIMEOUT']:g}) = {limit:g}"
-    )
-    return v["HEARTBEAT_TIMEOUT"] > limit, text
+    limit = LOST_IN_A_ROW * v["BEAT_INTERVAL"]
+    text = f"HEARTBEAT_TIMEOUT ({v['HEARTBEAT_TIMEOUT']:g}) >= {LOST_IN_A_ROW} x BEAT_INTERVAL = {limit:g}"
+    return v["HEARTBEAT_TIMEOUT"] >= limit - 1e-9, text
+
+
+def _lease_rule(v: dict[str, Any]) -> tuple[bool, str]:
+    if not (v.get("LEASE") and v.get("LOAD_BALANCER")):
+        return True, ""
+    limit = LOST_IN_A_ROW * v["BEAT_INTERVAL"]
+    text = f"LEASE_TIME ({v['LEASE_TIME']:g}) >= {LOST_IN_A_ROW} x BEAT_INTERVAL = {limit:g}"
+    return v["LEASE_TIME"] >= limit - 1e-9, text
 
 
 TIMING_RULES: tuple[TimingRule, ...] = (
     (
         "HEARTBEAT_TIMEOUT",
-        ("HEARTBEAT_TIMEOUT", "HEARTBEAT_INTERVAL", "CONTROL_TIMEOUT"),
+        ("HEARTBEAT_TIMEOUT", "BEAT_INTERVAL"),
         _heartbeat_rule,
-        "one late heartbeat (sent every interval, each given CONTROL_TIMEOUT) must not count as lost",
+        "contact is any datagram of the stream: a few lost in a row on a bad link must not count as lost",
+    ),
+    (
+        "LEASE_TIME",
+        ("LEASE", "LOAD_BALANCER", "LEASE_TIME", "BEAT_INTERVAL"),
+        _lease_rule,
+        "a few lost datagrams on a bad link must not end a healthy master's lease",
     ),
     (
         "SHUTDOWN_ACK_TIMEOUT",
@@ -144,6 +158,15 @@ def relations(v: dict[str, Any]) -> list[Problem]:
             )
         )
     problems += _port_clashes(v)
+    if v.get("LEASE") and v.get("LOAD_BALANCER") and not (v.get("SERVICE_PIDFILE") or v.get("HARD_STOP_SCRIPTS")):
+        problems.append(
+            Problem(
+                "HARD_STOP_SCRIPTS",
+                "with a LOAD_BALANCER the master serves under a lease and must be able to kill its service at "
+                "once when it ends: set SERVICE_PIDFILE (its process tree is killed) or HARD_STOP_SCRIPTS, "
+                "or LEASE = False (then the slave never starts without an ACK or a fence)",
+            )
+        )
     for key, needs, rule, why in TIMING_RULES:
         if all(k in v for k in needs):
             holds, inequality = rule(v)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from failover.config.rules import stop_budget
 from failover.config.values import LoadBalancerConfig
+from failover.heartbeat import LeaseTimes, takeover_wait
 from failover.machine import FenceMethod, OnAckTimeout, Policy, Role, Trigger
 from failover.sync.files import SyncEntry
 
@@ -47,6 +48,11 @@ class Config:
     PROBE_INTERVAL: float
     PROBE_FAILURES: int
     HEARTBEAT_INTERVAL: float
+    BEAT_INTERVAL: float
+    LEASE: bool
+    LEASE_TIME: float
+    HARD_STOP_TIMEOUT: float
+    HARD_STOP_SCRIPTS: tuple[str, ...]
     SHUTDOWN_ACK_TIMEOUT: float
     SCRIPT_TIMEOUT: float
     SERVICE_CHECK_TIMEOUT: float
@@ -89,6 +95,13 @@ class Config:
         """How long rhcd lets `confirm-fenced` wait for its decision: a fence step may be under
         way, and each step of the chain takes at most FENCE_TIMEOUT (one more for the one running)."""
         return self.FENCE_TIMEOUT * (len(self.fence_methods()) + 1) + self.CONTROL_TIMEOUT
+
+    def lease_times(self) -> LeaseTimes | None:
+        """The lease's numbers, or None when the pair runs without one (no LOAD_BALANCER to
+        arbitrate, or LEASE = False): then no takeover happens without an ACK or a fence."""
+        if not (self.LEASE and self.LOAD_BALANCER):
+            return None
+        return LeaseTimes(self.LEASE_TIME, self.HARD_STOP_TIMEOUT)
 
     def fence_methods(self) -> tuple[FenceMethod, ...]:
         """The fence chain this config allows, in the order it is tried."""
@@ -139,6 +152,7 @@ class Config:
             after_hooks=bool(self.AFTER_FAILOVER_SCRIPTS),
             sync_failure_hooks=bool(self.SYNC_FAILURE_SCRIPTS),
             notify=bool(self.NOTIFY_SCRIPTS),
+            takeover_wait=None if (times := self.lease_times()) is None else takeover_wait(times),
         )
 
     def witness_address(self) -> tuple[str, int] | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from failover.errors import FailoverError
-from failover.machine import claim, terms, watch
+from failover.machine import claim, lease, terms, watch
 from failover.machine import operator as op
 from failover.machine import startstop as ss
 from failover.machine import triggers as trig
@@ -47,6 +47,7 @@ from failover.machine.events import (
     FenceConfirmed,
     FenceResult,
     HoldRequested,
+    LeaseExpired,
     LoadBalancerDone,
     LocalHealth,
     Observation,
@@ -130,6 +131,7 @@ TABLE: dict[Key, Handler] = dict(
         row(M, ACTIVE, ShutdownRequested, ss.shutdown_active),
         row(M, ACTIVE, ScriptsFinished, ss.after_hooks_finished),
         row(M, ACTIVE, LoadBalancerDone, ss.load_balancer_done),
+        row(M, ACTIVE, LeaseExpired, lease.lease_expired),
         row(M, ACTIVE, HoldRequested, op.hold),
         row(M, ACTIVE, ReleaseRequested, op.release),
         row(M, ACTIVE, SwitchoverRequested, op.refuse_busy),
@@ -145,6 +147,7 @@ TABLE: dict[Key, Handler] = dict(
         row(M, RESTARTING, ScriptsFinished, watch.restart_scripts_finished),
         row(M, RESTARTING, ServiceChecked, watch.restart_checked),
         row(M, RESTARTING, LoadBalancerDone, ss.load_balancer_done),
+        row(M, RESTARTING, LeaseExpired, lease.lease_expired),
         row(M, RESTARTING, HoldRequested, op.hold),
         row(M, RESTARTING, ReleaseRequested, op.release),
         row(M, RESTARTING, SwitchoverRequested, op.refuse_busy),
@@ -179,6 +182,7 @@ TABLE: dict[Key, Handler] = dict(
         row(M, STARTING, ScriptsFinished, ss.starting_scripts_finished),
         row(M, STARTING, ServiceChecked, ss.starting_service_checked),
         row(M, STARTING, LoadBalancerDone, ss.load_balancer_done),
+        row(M, STARTING, LeaseExpired, lease.lease_expired),
         row(M, STARTING, HoldRequested, op.hold),
         row(M, STARTING, ReleaseRequested, op.release),
         row(M, STARTING, SwitchoverRequested, op.refuse_busy),
@@ -199,6 +203,7 @@ TABLE: dict[Key, Handler] = dict(
         row(M, MAINTENANCE, PeerReport, terms.peer_report_held),
         row(M, MAINTENANCE, ShutdownRequested, ss.shutdown_held),
         row(M, MAINTENANCE, LoadBalancerDone, ss.load_balancer_done),
+        row(M, MAINTENANCE, LeaseExpired, lease.lease_expired_held),
         row(M, MAINTENANCE, HoldRequested, op.hold),
         row(M, MAINTENANCE, ReleaseRequested, op.release),
         row(M, MAINTENANCE, SwitchoverRequested, op.refuse_busy),
@@ -248,7 +253,7 @@ TABLE: dict[Key, Handler] = dict(
         row(S, FAILING_OVER, Reachability, trig.reachability),
         row(S, FAILING_OVER, ShutdownAnswered, claim.answered),
         row(S, FAILING_OVER, FenceConfirmed, claim.fence_confirmed),
-        row(S, FAILING_OVER, LoadBalancerDone, ss.load_balancer_done),
+        row(S, FAILING_OVER, LoadBalancerDone, lease.fenced_at_load_balancer),
         row(S, FAILING_OVER, HoldRequested, op.hold),
         row(S, FAILING_OVER, ReleaseRequested, op.release),
         row(S, FAILING_OVER, SwitchoverRequested, op.refuse_busy),
@@ -262,7 +267,7 @@ TABLE: dict[Key, Handler] = dict(
         row(S, FENCING, ShutdownAnswered, claim.answered),
         row(S, FENCING, FenceResult, claim.fence_result),
         row(S, FENCING, FenceConfirmed, claim.fence_confirmed),
-        row(S, FENCING, LoadBalancerDone, ss.load_balancer_done),
+        row(S, FENCING, LoadBalancerDone, lease.fenced_at_load_balancer),
         row(S, FENCING, HoldRequested, op.hold),
         row(S, FENCING, ReleaseRequested, op.release),
         row(S, FENCING, SwitchoverRequested, op.refuse_busy),
@@ -330,7 +335,7 @@ TABLE: dict[Key, Handler] = dict(
 _OPERATOR = frozenset({HoldRequested, ReleaseRequested, SwitchoverRequested, SwitchbackStop, SwitchbackStart})
 _COMMON = frozenset({Started, Tick, LocalHealth, Reachability, ClockJump, ScriptsFinished, ServiceChecked, PeerReport})
 EVENTS_OF: dict[Role, frozenset[type[Event]]] = {
-    Role.MASTER: _COMMON | _OPERATOR | {ShutdownRequested, LoadBalancerDone},
+    Role.MASTER: _COMMON | _OPERATOR | {ShutdownRequested, LoadBalancerDone, LeaseExpired},
     Role.SLAVE: _COMMON | _OPERATOR | {ProbeResult, ShutdownAnswered, FenceConfirmed, FenceResult, LoadBalancerDone},
 }
 
@@ -399,6 +404,7 @@ __all__ = [
     "HoldRequested",
     "LbEnable",
     "LbFence",
+    "LeaseExpired",
     "LoadBalancerDone",
     "LocalHealth",
     "MachineError",

@@ -10,6 +10,7 @@ import dataclasses
 
 from failover.machine.actions import Action, Alert, Fence, LbFence, RunScripts, SendShutdown, Step
 from failover.machine.events import Event, FenceConfirmed, FenceResult, ScriptsFinished, ShutdownAnswered, Started
+from failover.machine.lease import takeover_due
 from failover.machine.model import (
     MAX_TERM,
     FenceMethod,
@@ -39,12 +40,22 @@ def claim(p: Policy, n: NodeState, e: Event, why: str) -> Step:
         State.FAILING_OVER,
         Why.CLAIMED,
         reason,
-        SendShutdown(term, p.ack_timeout),
+        *_ask(p, term),
         term=term,
         deadline=e.now + p.ack_timeout,
         scripts_done=False,
         detail="",
+        lb_fenced=None,
     )
+
+
+def _ask(p: Policy, term: int) -> tuple[Action, ...]:
+    """SHUTDOWN_YOUR_SERVICE for `term`; with a lease, fence the master at the load balancer at
+    once too (fence at suspicion): its confirmation starts the lease's wait, and clients are
+    protected from that moment, ACK or not."""
+    if p.takeover_wait is None:
+        return (SendShutdown(term, p.ack_timeout),)
+    return SendShutdown(term, p.ack_timeout), LbFence(Role.MASTER)
 
 
 def preparing_scripts_finished(p: Policy, n: NodeState, e: ScriptsFinished) -> Step:
@@ -79,7 +90,7 @@ def _authorized(p: Policy, n: NodeState, e: Event, why: str, fenced_at_lb: bool 
     """The master is known not to serve for this term: start. With a load balancer, the
     master's server is put in maintenance first (unless that was the fence itself)."""
     actions: list[Action] = [RunScripts(ScriptKind.STARTUP)]
-    if p.load_balancer and not fenced_at_lb:
+    if p.load_balancer and not fenced_at_lb and n.lb_fenced is None:
         actions.insert(0, LbFence(Role.MASTER))
     return move(
         n,
@@ -112,7 +123,20 @@ def answered(p: Policy, n: NodeState, e: ShutdownAnswered) -> Step:
     return _fencing(p, n, e, f"the master could not confirm its shutdown for term {n.term}: {e.detail}; not starting")
 
 
+def _lease_ended(p: Policy, n: NodeState, e: Event) -> Step:
+    """Start without an ACK: the master's lease has surely ended (failover.machine.lease)."""
+    waited = e.now - (n.lb_fenced or e.now)
+    reason = (
+        f"no ACK for term {n.term}, but the master's server has been MAINT at the load balancer for "
+        f"{waited:.2f} s and the slave granted no lease since its claim: the master's lease has ended "
+        f"(its guard stopped the service within {p.takeover_wait or 0:.2f} s)"
+    )
+    return _authorized(p, n, e, reason, fenced_at_lb=True)
+
+
 def tick_failing_over(p: Policy, n: NodeState, e: Event) -> Step:
+    if takeover_due(p, n, e.now):
+        return _lease_ended(p, n, e)
     if n.deadline is None or e.now < n.deadline:
         return keep(n)
     waited = f"no ACK from the master within {p.ack_timeout:g} s for term {n.term}"
@@ -125,6 +149,8 @@ def tick_failing_over(p: Policy, n: NodeState, e: Event) -> Step:
 
 
 def tick_fencing(p: Policy, n: NodeState, e: Event) -> Step:
+    if takeover_due(p, n, e.now):
+        return _lease_ended(p, n, e)
     if n.deadline is not None and e.now < n.deadline:
         return keep(n)
     message = (
@@ -142,6 +168,15 @@ def fence_result(p: Policy, n: NodeState, e: FenceResult) -> Step:
     current = p.fence_methods[n.fence_index] if n.fence_index < len(p.fence_methods) else None
     if e.term != n.term or e.method is not current:
         return keep(n)  # a late result of another term or of an earlier attempt
+    if e.ok and e.method is FenceMethod.LOAD_BALANCER and p.takeover_wait is not None:
+        # with a lease, MAINT at the load balancer protects the clients, not shared storage:
+        # the master's service is known down only once its lease has ended
+        reason = (
+            f"the master is fenced for term {n.term} by {e.method} ({e.detail}): starting once its "
+            f"lease has ended ({p.takeover_wait:.2f} s), or on its ACK"
+        )
+        lb_fenced = e.now if n.lb_fenced is None else n.lb_fenced
+        return move(n, e, State.FENCING, Why.LEASE_WAIT, reason, lb_fenced=lb_fenced)
     if e.ok:
         return _authorized(
             p,
@@ -169,14 +204,17 @@ def started_failing_over(p: Policy, n: NodeState, e: Started) -> Step:
         State.FAILING_OVER,
         Why.RESTARTED,
         f"restarted while failing over: asking the master again for term {n.term}",
-        SendShutdown(n.term, p.ack_timeout),
+        *_ask(p, n.term),
         deadline=e.now + p.ack_timeout,
+        lb_fenced=None,  # fenced again: a confirmation of an earlier boot is not taken on trust
     )
 
 
 def started_fencing(p: Policy, n: NodeState, e: Started) -> Step:
-    # the next Tick asks again, alerts, and starts the fence chain over (its results were lost)
-    return keep(n, deadline=e.now, fence_index=len(p.fence_methods))
+    # the next Tick asks again, alerts, and starts the fence chain over (its results were lost);
+    # with a lease, the load balancer's fence is asked again and its wait starts afresh
+    early = (LbFence(Role.MASTER),) if p.takeover_wait is not None else ()
+    return keep(n, *early, deadline=e.now, fence_index=len(p.fence_methods), lb_fenced=None)
 
 
 def fence_confirmed(p: Policy, n: NodeState, e: FenceConfirmed) -> Step:

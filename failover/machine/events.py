@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from failover.machine.model import MAX_TERM, Condition, FenceMethod, ScriptKind, State
+from failover.machine.model import MAX_TERM, Condition, FenceMethod, Role, ScriptKind, State
 
 
 def _check_now(now: float) -> None:
@@ -215,8 +215,28 @@ class FenceResult(Event):
 
 @dataclass(frozen=True)
 class LoadBalancerDone(Event):
-    """The outcome of LbFence / LbEnable (informational: a failure is alerted, nothing waits on it)."""
+    """The outcome of LbFence / LbEnable. `fenced`: the role whose server the load balancer has
+    confirmed MAINT (a claiming slave with a lease waits on it; otherwise informational)."""
 
     what: str
     ok: bool
     detail: str = ""
+    fenced: Role | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fenced is not None and not self.ok:
+            raise ValueError("a failed load-balancer change confirms no fence")
+
+
+@dataclass(frozen=True)
+class LeaseExpired(Event):
+    """Master: its lease ended at `until` (monotonic) and the lease guard killed the service
+    hard (`detail` says how, and whether it was verified down)."""
+
+    until: float
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_now(self.until)

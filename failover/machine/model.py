@@ -133,6 +133,9 @@ class Policy:
     after_hooks: bool = False
     sync_failure_hooks: bool = False
     notify: bool = False  # NOTIFY_SCRIPTS run on every transition
+    # slave, with a lease (a load balancer): how long after the load balancer confirmed the
+    # master's server MAINT the master's service is surely down (heartbeat.takeover_wait)
+    takeover_wait: float | None = None
 
     def __post_init__(self) -> None:
         if self.probe_failures < 1:
@@ -141,6 +144,8 @@ class Policy:
             raise ValueError(f"ack_timeout must be a positive number, got {self.ack_timeout}")
         if self.restart_limit < 0:
             raise ValueError(f"restart_limit must be >= 0, got {self.restart_limit}")
+        if self.takeover_wait is not None and not (math.isfinite(self.takeover_wait) and self.takeover_wait > 0):
+            raise ValueError(f"takeover_wait must be a positive number, got {self.takeover_wait}")
         if Trigger.SWITCHOVER in self.triggers:
             raise ValueError("switchover is the operator's command, not a trigger flag")
 
@@ -165,6 +170,7 @@ class Why(enum.StrEnum):
     NORMAL_SHUTDOWN = "normal-shutdown"
     RUNNING_WHILE_INACTIVE = "running-while-inactive"
     ISOLATED = "isolated"
+    LEASE_EXPIRED = "lease-expired"  # the guard killed the service: the lease ended
     # stopping and starting
     SHUTDOWN_REQUESTED = "shutdown-requested"
     VERIFIED_DOWN = "verified-down"
@@ -188,6 +194,8 @@ class Why(enum.StrEnum):
     BEFORE_FAILED = "before-failed"
     NO_ACK = "no-ack"
     FENCE_FAILED = "fence-failed"
+    LEASE_WAIT = "lease-wait"  # fenced at the load balancer: waiting for the master's lease to end
+    OLD_MASTER_ACTIVE = "old-master-active"  # slave ACTIVE: the old master still says it serves
     # the operator
     HELD = "held"
     RELEASED = "released"
@@ -246,6 +254,8 @@ class NodeState:
     last_heartbeat: float | None = None
     heartbeats_lost: bool = False  # slave: SYNC_FAILURE hooks ran for this loss
     trigger: Trigger | None = None  # slave: the trigger of the failover under way
+    # slave, claiming with a lease: when the load balancer confirmed the master's server MAINT
+    lb_fenced: float | None = None
     hold: Hold | None = None
     # when the current state was entered (monotonic; reset at every start, since the readings of
     # an earlier boot mean nothing): an observation taken before it is stale
@@ -285,6 +295,7 @@ class Changes(TypedDict, total=False):
     last_heartbeat: float | None
     heartbeats_lost: bool
     trigger: Trigger | None
+    lb_fenced: float | None
     hold: Hold | None
     entered: float | None
 

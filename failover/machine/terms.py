@@ -56,9 +56,12 @@ def heartbeat_active(p: Policy, n: NodeState, e: PeerReport) -> Step:
         return step_down_on_higher_term(p, n, e)
     n = dataclasses.replace(n, last_heartbeat=e.now, heartbeats_lost=False)
     if e.state in (State.ACTIVE, State.RESTARTING):
+        if n.code is Why.OLD_MASTER_ACTIVE:  # said once: the stream repeats it many times a second
+            return keep(n, SendShutdown(n.term, p.ack_timeout))
         reason = (
             f"the master reports {e.state} in term {e.term} while this slave is ACTIVE in term {n.term}: "
             "telling it to shut down"
         )
-        return keep(n, Alert(reason), SendShutdown(n.term, p.ack_timeout))
+        ask = SendShutdown(n.term, p.ack_timeout)
+        return move(n, e, State.ACTIVE, Why.OLD_MASTER_ACTIVE, reason, Alert(reason), ask)
     return keep(n)

@@ -216,7 +216,7 @@ def test_fuzz_the_receiver_never_accepts_an_old_or_repeated_seq(plan: list[tuple
 def test_lease_arithmetic() -> None:
     times = LeaseTimes(lease=0.6, hard_stop=0.15, drift=0.01, margin=0.05)
     assert lease_end(10.0, times) == pytest.approx(10.6)
-    assert takeover_wait(times) == pytest.approx(0.75 * 1.01 / 0.99 + 0.05)
+    assert takeover_wait(times) == pytest.approx(0.8 * 1.01 / 0.99)
     assert takeover_at(20.0, times) == pytest.approx(20.0 + takeover_wait(times))
     with pytest.raises(ValueError):
         LeaseTimes(lease=0, hard_stop=1)
@@ -240,7 +240,7 @@ def test_the_slave_never_starts_before_the_master_stopped(
     service is down (real time)."""
     times = LeaseTimes(lease, hard_stop, drift, margin=0.0)
     m_rate, s_rate = 1 + master_rate * drift, 1 + slave_rate * drift  # clock seconds per real second
-    received = sent + delay  # real time: received after it was sent
+    fenced = sent + delay  # real time: the lease's base comes before the fence's confirmation
     master_down = sent + (lease + hard_stop) / m_rate  # its clock runs lease + hard_stop
-    slave_starts = received + takeover_wait(times) / s_rate
+    slave_starts = fenced + takeover_wait(times) / s_rate
     assert slave_starts >= master_down - 1e-9 * max(1.0, sent)

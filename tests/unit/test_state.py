@@ -157,6 +157,7 @@ BAD_FIELDS: list[tuple[str, object, str]] = [
     ("master_condition", None, "master_condition: expected one of unknown, up"),
     ("last_heartbeat", "yesterday", "last_heartbeat: expected a number or null, got a string 'yesterday'"),
     ("last_heartbeat", {"t": 1}, "last_heartbeat: expected a number or null, got an object"),
+    ("lb_fenced", "soon", "lb_fenced: expected a number or null, got a string 'soon'"),
     ("heartbeats_lost", None, "heartbeats_lost: expected true or false, got null"),
     ("trigger", "boredom", "trigger: a string 'boredom' is not a known Trigger"),
     ("hold", "ops", "hold: expected an object or null, got a string 'ops'"),

@@ -1,0 +1,149 @@
+"""The UDP heartbeat stream's sockets: lhcd and rhcd each send a datagram every BEAT_INTERVAL
+and take the peer's (failover/heartbeat.py is the codec, the replay window and the lease's
+argument; this module only moves bytes and counts).
+
+Each end binds UDP on its own control port's number (MONITOR_PORT on the master,
+MONITOR_PORT_SLAVE on the slave: the TCP control servers keep their TCP ports) and sends from
+that socket, so the peer can check the source address and port. Contact is any datagram the
+window accepts: with 20 a second, a lossy or slow link still gives contact many times over
+before HEARTBEAT_TIMEOUT, where one lost SYN of a TCP heartbeat cost a second.
+
+Bad datagrams (wrong source, size, magic, version, MAC, fields, replays, reflections, a new
+sender not yet proven) are dropped, counted by kind and logged at most once per second per kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from failover.config import Config
+from failover.heartbeat import GRANTS_LEASE, SIZE, DatagramError, Received, Stream, decode, encode, stream_key
+from failover.machine import Condition, NodeState, Role
+from failover.machine.lease import grants_lease
+from failover.ratelimit import RateLimitedLog
+
+RECEIVE_WAKEUP = 0.5  # seconds: how often a quiet receiver looks at its stop flag
+DROP_KINDS = ("address", "size", "magic", "version", "mac", "field", "reflected", "replayed", "unknown-sender")
+
+
+def _address(host: str, port: int) -> tuple[str, int]:
+    """The first IPv4 address of `host` (the stream, like the pair's addresses, is IPv4)."""
+    info = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+    address = info[0][4]
+    return str(address[0]), int(address[1])
+
+
+class BeatLink:
+    """One end of the stream. `node()` gives the agent's current state (read for each datagram);
+    `on_beat(received, now)` is called for every accepted datagram, from the receiver thread."""
+
+    def __init__(
+        self,
+        config: Config,
+        role: Role,
+        secret: bytes,
+        log: logging.Logger,
+        node: Callable[[], NodeState],
+        on_beat: Callable[[Received, float], None],
+    ) -> None:
+        self.config, self.role, self.log, self.node, self.on_beat = config, role, log, node, on_beat
+        self.key = stream_key(secret)
+        self.stream = Stream(role, secrets.token_bytes(8), fresh=config.LEASE_TIME)
+        self.peer = _address(config.host_of(role.peer), config.monitor_port_of(role.peer))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(_address(config.host_of(role), config.monitor_port_of(role)))
+        self.sock.settimeout(RECEIVE_WAKEUP)
+        self._lock = threading.Lock()  # the Stream is not thread-safe: sender and receiver share it
+        self._drops = RateLimitedLog(log, interval=1.0, burst=3)
+        self.counts: dict[str, int] = {"sent": 0, "received": 0, "send-error": 0} | dict.fromkeys(DROP_KINDS, 0)
+        self.last_received: float | None = None  # monotonic
+        self.rtt: float | None = None  # seconds, of the newest acknowledged datagram
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # ------------------------------------------------------------------ sending
+
+    def send_loop(self, stop: threading.Event) -> None:
+        """A datagram every BEAT_INTERVAL, on a fixed schedule (a late one is not made up for)."""
+        interval = self.config.BEAT_INTERVAL
+        due = time.monotonic()
+        while not stop.is_set():
+            self.send_one()
+            due += interval
+            now = time.monotonic()
+            if due < now:  # fell behind (a pause): start the schedule again from now
+                due = now + interval
+            stop.wait(due - now)
+
+    def send_one(self) -> None:
+        node = self.node()
+        condition = node.condition if self.role is Role.MASTER else Condition.UNKNOWN
+        with self._lock:
+            beat = self.stream.next_beat(time.monotonic(), node.term, node.state, condition)
+        # The state is read again AFTER the acknowledgement was computed (heartbeat.py, point 2):
+        # a slave that has claimed by now grants nothing, whatever the beat acknowledges.
+        if grants_lease(self.node()):
+            beat = dataclasses.replace(beat, flags=beat.flags | GRANTS_LEASE)
+        try:
+            self.sock.sendto(encode(self.key, beat), self.peer)
+            self.counts["sent"] += 1
+        except OSError as e:  # no route (a link down): the peer's silence tells the rest
+            self.counts["send-error"] += 1
+            self._drops.log("send-error", logging.WARNING, "heartbeat datagram to %s:%d: %s", *self.peer, e)
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                data, source = self.sock.recvfrom(SIZE + 1)  # one byte more: an oversized one shows
+            except TimeoutError:
+                self._drops.flush()
+                continue
+            except OSError as e:
+                if stop.is_set():
+                    return
+                self._drop("address", f"receive error: {e}")
+                time.sleep(0.05)
+                continue
+            self.take(data, (str(source[0]), int(source[1])), time.monotonic())
+
+    def take(self, data: bytes, source: tuple[str, int], now: float) -> Received | None:
+        """Judge one datagram; the accepted one is handed to on_beat."""
+        if source != self.peer:
+            self._drop("address", f"a datagram from {source[0]}:{source[1]}, not the {self.role.peer}")
+            return None
+        try:
+            beat = decode(self.key, data)
+            with self._lock:
+                received = self.stream.receive(beat, now, self.node().term)
+        except DatagramError as e:
+            self._drop(e.kind, str(e))
+            return None
+        self.counts["received"] += 1
+        self.last_received = now
+        if received.acked_sent_at is not None:
+            self.rtt = now - received.acked_sent_at
+        self.on_beat(received, now)
+        return received
+
+    def _drop(self, kind: str, detail: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        # a restarted peer is unproven for one round trip: expected, not a warning
+        level = logging.INFO if kind == "unknown-sender" else logging.WARNING
+        self._drops.log(kind, level, "heartbeat datagram dropped (%s): %s", kind, detail)
+
+    # ------------------------------------------------------------------ status
+
+    def health(self, now: float) -> dict[str, object]:
+        """For status: counts by kind, the newest round trip, how long since the last datagram."""
+        ago = None if self.last_received is None else round(now - self.last_received, 3)
+        rtt = None if self.rtt is None else round(self.rtt * 1000, 1)
+        return {"counts": dict(self.counts), "rtt_ms": rtt, "last_received_ago": ago}
