@@ -61,6 +61,7 @@ class BeatLink:
         self.sock.settimeout(RECEIVE_WAKEUP)
         self._lock = threading.Lock()  # the Stream is not thread-safe: sender and receiver share it
         self._drops = RateLimitedLog(log, interval=1.0, burst=3)
+        self._send_errors = RateLimitedLog(log, interval=10.0, burst=1)  # a link down: one line per 10 s
         self.counts: dict[str, int] = {"sent": 0, "received": 0, "send-error": 0} | dict.fromkeys(DROP_KINDS, 0)
         self.last_received: float | None = None  # monotonic
         self.rtt: float | None = None  # seconds, of the newest acknowledged datagram
@@ -96,7 +97,7 @@ class BeatLink:
             self.counts["sent"] += 1
         except OSError as e:  # no route (a link down): the peer's silence tells the rest
             self.counts["send-error"] += 1
-            self._drops.log("send-error", logging.WARNING, "heartbeat datagram to %s:%d: %s", *self.peer, e)
+            self._send_errors.log("send-error", logging.WARNING, "heartbeat datagram to %s:%d: %s", *self.peer, e)
 
     # ------------------------------------------------------------------ receiving
 

@@ -112,4 +112,5 @@ class LeaseGuard:
             self.log.error("ALERT: %s: killing the service hard", why)
             ok, detail = hardstop.hard_stop(self.config, self.env())
             self.log.log(logging.WARNING if ok else logging.ERROR, "hard stop: %s", detail)
+            self.note("hard-stop", f"{'verified down' if ok else 'NOT verified down'}: {detail}")
             self.submit(LeaseExpired(time.monotonic(), until, detail if ok else f"NOT verified down: {detail}"))

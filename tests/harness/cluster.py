@@ -27,11 +27,16 @@ from tests.harness.sshd import SshdInstance
 
 M, S = Role.MASTER, Role.SLAVE
 TIMINGS: dict[str, Any] = {
-    "PROBE_INTERVAL": 0.2,
-    "PROBE_FAILURES": 3,
-    "REMOTE_POP3_TIMEOUT": 0.5,
+    "PROBE_INTERVAL": 0.1,
+    "PROBE_FAILURES": 2,
+    "REMOTE_POP3_TIMEOUT": 0.25,
     "HEARTBEAT_INTERVAL": 0.3,
-    "HEARTBEAT_TIMEOUT": 1.0,  # communication loss: no heartbeat for 1 s (and failed probes)
+    "BEAT_INTERVAL": 0.02,  # the stream: 50 datagrams a second each way
+    # communication loss: no contact for 0.45 s (over 20 datagrams) and failed probes; a link
+    # that flaps for 0.3 s loses neither the contact nor the master's lease
+    "HEARTBEAT_TIMEOUT": 0.45,
+    "LEASE_TIME": 0.45,
+    "HARD_STOP_TIMEOUT": 0.1,
     "SHUTDOWN_ACK_TIMEOUT": 3.0,
     "SCRIPT_TIMEOUT": 1.0,
     "SERVICE_CHECK_TIMEOUT": 1.0,

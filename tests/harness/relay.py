@@ -2,8 +2,10 @@
 
 The veth link between hosts a and b is replaced by two TAP devices, one in each namespace, with
 the same addresses and routes; a thread relays Ethernet frames between them, dropping each with
-probability `loss` and holding each for `delay` seconds (order kept). Loss and delay can change
-while it runs; it stops by itself after `max_duration` seconds (then the link is down).
+probability `loss` and holding each for `delay` seconds (order kept). `cut_from` names a host
+whose IPv4 frames are all dropped (a one-way cut; ARP still passes, so the other way keeps
+working). Loss, delay and the cut can change while it runs; it stops by itself after
+`max_duration` seconds (then the link is down).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class LossyLink(threading.Thread):
     ) -> None:
         super().__init__(daemon=True, name=f"relay-{a}-{b}")
         self.loss, self.delay, self.max_duration = loss, delay, max_duration
+        self.cut_from: str | None = None
         self.random = random.Random(seed)
         self.dropped = self.passed = 0
         self._stop_event = threading.Event()
@@ -74,6 +77,7 @@ class LossyLink(threading.Thread):
     def run(self) -> None:
         end = time.monotonic() + self.max_duration
         other = {self.fds[self.a]: self.fds[self.b], self.fds[self.b]: self.fds[self.a]}
+        sender = {self.fds[self.a]: self.a, self.fds[self.b]: self.b}
         queue: list[tuple[float, int, int, bytes]] = []
         seq = 0
         try:
@@ -89,6 +93,9 @@ class LossyLink(threading.Thread):
                     try:
                         frame = os.read(fd, 65536)
                     except BlockingIOError:
+                        continue
+                    if sender[fd] == self.cut_from and frame[12:14] == b"\x08\x00":  # IPv4 from the cut side
+                        self.dropped += 1
                         continue
                     if self.random.random() < self.loss:
                         self.dropped += 1
