@@ -32,7 +32,9 @@ differ from real time (DRIFT), and W = (L + H + m) x (1 + rho) / (1 - rho) (`tak
    a. a datagram of the slave that carries GRANTS_LEASE acknowledges one of the master's
       heartbeats: the base is the master's own send time of that heartbeat;
    b. a read of the load balancer, begun at the base, shows the master's server not in MAINT.
-   The lease ends at base + L on the master's clock (`lease_end`). When it ends, the master's
+   (A new lhcd also starts with a lease from its start, revoked by its first read of the load
+   balancer if that shows MAINT: failover/lease_guard.py says why that exception is needed and
+   what it covers.) The lease ends at base + L on the master's clock (`lease_end`). When it ends, the master's
    guard kills the service hard (within m of the end) and verifies it down within H.
    In real time the service is down within (L + H + m) / (1 - rho) after the base.
 2. The slave, when it claims a term (real moment k), stops granting: no datagram it sends from

@@ -11,9 +11,13 @@ argument), and this is what makes it so.
   journals that, kills the service hard (failover/hardstop.py), and feeds LeaseExpired, which
   moves the machine to STOPPING. It kills again whatever runs while the lease stays ended.
 
-At start the lease runs for LEASE_TIME from the start: a new lhcd has no renewal yet, and the
-slave starts without an ACK only after fencing this server at the load balancer, which the first
-read of `renew_loop` then shows.
+At start the lease runs for LEASE_TIME from the start, and `renew_loop` reads the load balancer
+at once: if this server is MAINT there (the slave fenced it: it may be taking over), that start
+lease is revoked and the guard kills the service. This start lease is the one exception to the
+argument in heartbeat.py (its base is the start, which may come after the slave's fence): it
+covers only a service that ran while lhcd was down, which no lease could stop, and it lasts
+until that first read answers (at most LEASE_TIME). A restart of lhcd (respawn, an operator)
+therefore does not kill a service that the load balancer still sends clients to.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class LeaseGuard:
         self._lock = threading.Lock()
         self.until = time.monotonic() + times.lease  # the start's lease (see the module docstring)
         self.renewed_by = "start"
+        self._start_lease = True  # until the first read of the load balancer or renewal
         self._rate = RateLimitedLog(log, interval=5.0, burst=1)
 
     def renew(self, base: float, how: str) -> None:
@@ -56,8 +61,15 @@ class LeaseGuard:
         base + LEASE_TIME unless it already runs longer."""
         end = lease_end(base, self.times)
         with self._lock:
+            self._start_lease = False
             if end > self.until:
                 self.until, self.renewed_by = end, how
+
+    def _revoke_start_lease(self, now: float, why: str) -> None:
+        with self._lock:
+            if self._start_lease and self.renewed_by == "start":
+                self.until, self.renewed_by = now, f"start, revoked: {why}"
+            self._start_lease = False
 
     def left(self, now: float) -> float:
         with self._lock:
@@ -70,8 +82,10 @@ class LeaseGuard:
         if lb is None:
             return
         maint = False
-        while not stop.wait(self.times.lease / 4):
-            if self.left(time.monotonic()) > half:
+        first = True
+        while first or not stop.wait(self.times.lease / 4):
+            first = False
+            if self.left(time.monotonic()) > half and not self._start_lease:
                 continue  # acknowledgements keep it: no need to ask
             begun = time.monotonic()
             try:
@@ -80,6 +94,7 @@ class LeaseGuard:
                 self._rate.log("lb", logging.WARNING, "lease: cannot ask the load balancer: %s", e)
                 continue
             if status.startswith("MAINT"):
+                self._revoke_start_lease(begun, f"this server is {status} at the load balancer")
                 if not maint:
                     self.log.warning("lease: the load balancer has this server in %s: no renewal from it", status)
                 maint = True
