@@ -65,6 +65,7 @@ class BeatLink:
         self.counts: dict[str, int] = {"sent": 0, "received": 0, "send-error": 0} | dict.fromkeys(DROP_KINDS, 0)
         self.last_received: float | None = None  # monotonic
         self.rtt: float | None = None  # seconds, of the newest acknowledged datagram
+        self._last_health = (time.monotonic(), 0, 0)  # when health() was last asked, and the counts then
 
     def close(self) -> None:
         self.sock.close()
@@ -144,7 +145,19 @@ class BeatLink:
     # ------------------------------------------------------------------ status
 
     def health(self, now: float) -> dict[str, object]:
-        """For status: counts by kind, the newest round trip, how long since the last datagram."""
-        ago = None if self.last_received is None else round(now - self.last_received, 3)
-        rtt = None if self.rtt is None else round(self.rtt * 1000, 1)
-        return {"counts": dict(self.counts), "rtt_ms": rtt, "last_received_ago": ago}
+        """For status (flat values: a status file holds no nested records): datagrams per second
+        each way since the last call, what was dropped by kind, the newest round trip, how long
+        since the last datagram was accepted."""
+        sent, received = self.counts["sent"], self.counts["received"]
+        then, sent_then, received_then = self._last_health
+        self._last_health = (now, sent, received)
+        span = now - then
+        dropped = {k: self.counts[k] for k in DROP_KINDS if self.counts[k]}
+        return {
+            "stream_sent_per_s": round((sent - sent_then) / span, 1) if span > 0 else None,
+            "stream_received_per_s": round((received - received_then) / span, 1) if span > 0 else None,
+            "stream_received": received,
+            "stream_dropped": ", ".join(f"{k} {n}" for k, n in dropped.items()) or "none",
+            "stream_rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
+            "stream_silent_s": None if self.last_received is None else round(now - self.last_received, 3),
+        }

@@ -54,12 +54,16 @@ from failover.protocol import (
     Heartbeat,
     HeartbeatReply,
     Message,
+    OperatorCommand,
     ProtocolError,
+    Refused,
     ShutdownYourService,
     local_request,
     parse_local_answer,
 )
 from failover.state import wall_clock
+
+LEASE_WAIT = 3.0  # seconds a switchback waits for the slave's first granting datagram
 
 
 class _Waiter:
@@ -192,10 +196,24 @@ class Lhcd(Agent):
         self.submit(PeerReport(now, beat.term, beat.state))
         self.submit(Reachability(now, True, None))
 
+    def operator_request(self, command: OperatorCommand) -> Message:
+        """A switchback starts the service here only under a lease: the slave grants again once
+        it is held with its service down, a datagram later; wait for that renewal (briefly)."""
+        if command.action == "switchback-start" and self.guard is not None:
+            end = time.monotonic() + LEASE_WAIT
+            while self.guard.left(time.monotonic()) <= 0 and time.monotonic() < end:
+                time.sleep(self.config.BEAT_INTERVAL / 2)
+            if self.guard.left(time.monotonic()) <= 0:
+                return Refused(
+                    f"no lease: the slave grants none (it must be held with its service down) and the load "
+                    f"balancer renews none (this server is MAINT there); waited {LEASE_WAIT:g} s"
+                )
+        return super().operator_request(command)
+
     def live_observations(self, now: float) -> dict[str, Any]:
         seen: dict[str, Any] = {}
         if self.link is not None:
-            seen["stream"] = self.link.health(now)
+            seen.update(self.link.health(now))
         if self.guard is not None:
             seen["lease_left"] = round(self.guard.left(now), 3)
             seen["lease_renewed_by"] = self.guard.renewed_by

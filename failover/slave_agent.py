@@ -73,7 +73,7 @@ class Rhcd(Agent):
         self.submit(PeerReport(now, beat.term, beat.state, None, "", beat.condition))
 
     def live_observations(self, now: float) -> dict[str, Any]:
-        return {} if self.link is None else {"stream": self.link.health(now)}
+        return {} if self.link is None else self.link.health(now)
 
     # ------------------------------------------------------------------ inputs
 

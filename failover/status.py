@@ -181,6 +181,7 @@ def _details(role: Role, s: dict[str, Any]) -> list[str]:
                 "INACTIVE after a failover: the slave serves; starting these agents again does not start "
                 "the service here (no automatic failback); `failover switchback` moves it back"
             )
+    out += _stream(role, o)
     sync = s.get("sync")
     if sync:
         age = f" ({time.time() - float(sync['epoch']):.0f} s ago)" if sync.get("epoch") else ""
@@ -193,4 +194,21 @@ def _details(role: Role, s: dict[str, Any]) -> list[str]:
             out.append(f"  last sync error: {sync['last_error']}")
     if o.get("last_alert"):
         out.append(f"last alert{_age(o, 'last_alert_time')}: {o['last_alert']}")
+    return out
+
+
+def _stream(role: Role, o: dict[str, Any]) -> list[str]:
+    """The heartbeat stream's health, and the master's lease."""
+    if "stream_received" not in o:
+        return []
+    silent = o.get("stream_silent_s")
+    line = (
+        f"heartbeat stream: {o.get('stream_sent_per_s')}/s sent, {o.get('stream_received_per_s')}/s received, "
+        f"round trip {o.get('stream_rtt_ms')} ms, last datagram {silent} s ago; dropped: {o.get('stream_dropped')}"
+    )
+    out = [line]
+    if role is Role.MASTER and "lease_left" in o:
+        left = o["lease_left"]
+        state = f"{left:.2f} s left" if isinstance(left, int | float) and left > 0 else "ENDED"
+        out.append(f"lease: {state} (renewed by {o.get('lease_renewed_by')})")
     return out

@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from failover.cli.context import BadConfig, CommandError, Context, own_state, pass_context
-from failover.config import ConfigError, find_role
+from failover.config import Config, ConfigError, find_role
+from failover.heartbeat import takeover_wait
 from failover.machine import Role, State
 from failover.sync.files import SyncError
 from failover.sync.peer import Peer
@@ -36,6 +37,25 @@ def check(ctx: Context, path: str | None) -> None:
         f"{c.source}: OK: {role_text}; master {c.MASTER_HOST}, slave {c.SLAVE_HOST}; {mode}; probes every "
         f"{c.PROBE_INTERVAL:g} s (timeout {c.REMOTE_POP3_TIMEOUT:g} s, {c.PROBE_FAILURES} in a row = down); "
         f"{c.RESTART_LIMIT} local restarts per {c.RESTART_WINDOW:g} s; ON_ACK_TIMEOUT {c.ON_ACK_TIMEOUT.value}"
+    )
+    click.echo(f"{c.source}: {_lease_text(c)}")
+
+
+def _lease_text(c: Config) -> str:
+    """What happens when the master goes silent: the lease's numbers, or why there is none."""
+    times = c.lease_times()
+    stream = f"heartbeat stream: a datagram every {c.BEAT_INTERVAL:g} s each way (UDP ports {c.MONITOR_PORT}, "
+    stream += f"{c.MONITOR_PORT_SLAVE}); contact lost after {c.HEARTBEAT_TIMEOUT:g} s of silence"
+    if times is None:
+        why = "LEASE = False" if c.LOAD_BALANCER else "no LOAD_BALANCER"
+        return f"{stream}; NO LEASE ({why}): without the master's ACK the slave starts only through a fence"
+    wait = takeover_wait(times)
+    return (
+        f"{stream}; LEASE: the master kills its service {times.lease:g} s after the last renewal (an "
+        f"acknowledged datagram, or the load balancer showing its server in service), verified within "
+        f"{times.hard_stop:g} s; without an ACK the slave starts {wait:.3f} s after the load balancer confirmed "
+        f"the master MAINT = (LEASE_TIME {times.lease:g} + HARD_STOP_TIMEOUT {times.hard_stop:g} + margin "
+        f"{times.margin:g}) x (1 + {times.drift:g}) / (1 - {times.drift:g})"
     )
 
 
