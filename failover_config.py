@@ -61,13 +61,14 @@ CONFIG = {
     #   abnormal shutdown   lhcd restarted the master's service RESTART_LIMIT times within
     #                       RESTART_WINDOW and it failed again (confirmed by one failed probe of the
     #                       slave). The recommended trigger.
-    #   communication loss  no heartbeat for HEARTBEAT_TIMEOUT and PROBE_FAILURES failed probes in a
-    #                       row: a dead, frozen or cut-off master. It cannot tell a slow or partitioned
-    #                       network from a dead host (`failover check` warns); use it with WITNESS.
+    #   communication loss  no contact for HEARTBEAT_TIMEOUT and PROBE_FAILURES failed probes in a
+    #                       row: a dead, frozen or cut-off master. None (the default): on exactly
+    #                       when the pair has a lease (a LOAD_BALANCER), which makes a partition
+    #                       harmless; without one it cannot tell a cut network from a dead host.
     #   normal shutdown     the master's service was stopped cleanly (its pid file removed) by someone
     #                       other than failover, or its agents were stopped cleanly (`failover stop`).
     "TRIGGER_ABNORMAL_SHUTDOWN": True,
-    "TRIGGER_COMMUNICATION_LOSS": False,
+    "TRIGGER_COMMUNICATION_LOSS": None,
     "TRIGGER_NORMAL_SHUTDOWN": False,
     "TRIGGER_ABNORMAL_SHUTDOWN_SCRIPTS": [],
     "TRIGGER_COMMUNICATION_LOSS_SCRIPTS": [],
@@ -106,7 +107,21 @@ CONFIG = {
     "PROBE_INTERVAL": 5,
     "PROBE_FAILURES": 3,  # consecutive failed probes; 1 is enough when lhcd reports an abnormal shutdown
     "HEARTBEAT_INTERVAL": 2,
-    "HEARTBEAT_TIMEOUT": 15,  # must exceed HEARTBEAT_INTERVAL + CONTROL_TIMEOUT
+    "HEARTBEAT_TIMEOUT": 3,  # no contact for this long; at least 5 x BEAT_INTERVAL
+    # The heartbeat stream: a UDP datagram each way every BEAT_INTERVAL, on the control ports'
+    # numbers (open them for UDP between the hosts). Any datagram is contact.
+    "BEAT_INTERVAL": 0.05,
+    # With a LOAD_BALANCER the master serves under a lease (LEASE = False turns it off): it kills its
+    # service LEASE_TIME after the last acknowledged datagram or the load balancer's last word that
+    # it is in service (SIGKILL of SERVICE_PIDFILE's process tree, or HARD_STOP_SCRIPTS), verified
+    # within HARD_STOP_TIMEOUT; without an ACK the slave starts only when that has surely happened
+    # ((LEASE_TIME + HARD_STOP_TIMEOUT + 0.1) x 1.01 / 0.99 after HAProxy confirmed the master MAINT).
+    # With a lease, TRIGGER_COMMUNICATION_LOSS is on by default: a dead, cut-off or frozen master
+    # fails over.
+    "LEASE": True,
+    "LEASE_TIME": 1.0,
+    "HARD_STOP_TIMEOUT": 1.0,
+    "HARD_STOP_SCRIPTS": [],
     "SHUTDOWN_ACK_TIMEOUT": 60,  # must exceed SCRIPT_TIMEOUT x len(SHUTDOWN_SCRIPTS) + SERVICE_CHECK_TIMEOUT
     "SCRIPT_TIMEOUT": 20,
     "SERVICE_CHECK_TIMEOUT": 10,

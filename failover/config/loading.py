@@ -131,6 +131,9 @@ def validate(
         elif key.same_as in values:
             values[key.name] = values[key.same_as]
         # else: that key is missing or broken, which is already reported
+    if values.get("TRIGGER_COMMUNICATION_LOSS") is None and "LEASE" in values and "LOAD_BALANCER" in values:
+        # the default: on exactly when the pair has a lease, which makes a partition harmless
+        values["TRIGGER_COMMUNICATION_LOSS"] = bool(values["LEASE"] and values["LOAD_BALANCER"])
     for name in ("SECRET_FILE", "STATE_DIR", "LOG_DIR", "SERVICE_PIDFILE", "RLOGIN_KEY_FILE", "RLOGIN_KNOWN_HOSTS"):
         if values.get(name):
             values[name] = os.path.normpath(os.path.join(base_dir, values[name]))  # absolute stays absolute

@@ -222,11 +222,11 @@ def warnings_of(v: dict[str, Any]) -> list[str]:
             "manual mode: no TRIGGER_* is enabled, so the slave watches and reports but never takes over "
             "on its own; only `failover switchover` moves the service"
         )
-    if v.get("TRIGGER_COMMUNICATION_LOSS"):
+    if v.get("TRIGGER_COMMUNICATION_LOSS") and not (v.get("LEASE") and v.get("LOAD_BALANCER")):
         extra = "" if v.get("WITNESS") else "; set WITNESS so that an isolated slave does not take over"
         warnings.append(
-            "TRIGGER_COMMUNICATION_LOSS: cannot tell a slow or cut network from a dead master; with it, "
-            f"a partition makes the slave take over (after fencing the master){extra}"
+            "TRIGGER_COMMUNICATION_LOSS: cannot tell a slow or cut network from a dead master, and without a "
+            f"lease (a LOAD_BALANCER) a partition makes the slave take over (after fencing the master){extra}"
         )
     if v.get("RLOGIN_PASS"):
         warnings.append("RLOGIN_PASS: an SSH password is accepted, but a key is safer (RLOGIN_PASS = None)")

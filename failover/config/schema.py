@@ -95,6 +95,10 @@ def _flag(value: Any) -> bool:
     return value
 
 
+def _optional_flag(value: Any) -> bool | None:
+    return None if value is None else _flag(value)
+
+
 def _witness(value: Any) -> str | None:
     if value is None:
         return None
@@ -159,7 +163,12 @@ KEYS: tuple[Key, ...] = (
     Key("RESTART_LIMIT", _integer(0, 100), 1, "local restarts within RESTART_WINDOW before 'abnormal shutdown'"),
     Key("RESTART_WINDOW", _number(1, 86400), 600.0, "the window RESTART_LIMIT counts in (seconds)"),
     Key("TRIGGER_ABNORMAL_SHUTDOWN", _flag, True, "fail over when the master's service fails past RESTART_LIMIT"),
-    Key("TRIGGER_COMMUNICATION_LOSS", _flag, False, "fail over when heartbeats and probes are lost"),
+    Key(
+        "TRIGGER_COMMUNICATION_LOSS",
+        _optional_flag,
+        None,
+        "fail over when contact and probes are lost (None: on exactly when the pair has a lease)",
+    ),
     Key("TRIGGER_NORMAL_SHUTDOWN", _flag, False, "fail over when the master's service or agents stop cleanly"),
     Key("TRIGGER_ABNORMAL_SHUTDOWN_SCRIPTS", _optional_scripts, (), "run on the slave before that takeover"),
     Key("TRIGGER_COMMUNICATION_LOSS_SCRIPTS", _optional_scripts, (), "run on the slave before that takeover"),

@@ -9,7 +9,7 @@ import pytest
 
 from failover.config import ConfigError, find_role, load
 from failover.config import loading as cfg
-from failover.machine import OnAckTimeout, Role
+from failover.machine import OnAckTimeout, Role, Trigger
 
 GOOD = """\
 # failover config
@@ -279,6 +279,8 @@ def test_the_fence_chain_follows_what_is_configured(confdir: Path) -> None:
 
 
 def test_a_load_balancer_brings_the_lease_and_its_hard_stop(confdir: Path) -> None:
+    plain = load(confdir / "failover_config.py")  # no load balancer: no lease, no automatic takeover of a silent master
+    assert plain.policy().takeover_wait is None and Trigger.COMMUNICATION_LOSS not in plain.triggers()
     lb = {"address": "unix:/run/haproxy/admin.sock", "backend": "pop3", "master_server": "a", "slave_server": "b"}
     assert problems(edit(confdir, LOAD_BALANCER=lb)) == [
         "failover_config.py: HARD_STOP_SCRIPTS: with a LOAD_BALANCER the master serves under a lease and must "
@@ -288,8 +290,13 @@ def test_a_load_balancer_brings_the_lease_and_its_hard_stop(confdir: Path) -> No
     c = load(edit(confdir, LOAD_BALANCER=lb, HARD_STOP_SCRIPTS=["./scripts/stop.sh"], LEASE_TIME=0.6))
     wait = c.policy().takeover_wait
     assert wait is not None and wait == pytest.approx((0.6 + 1.0 + 0.1) * 1.01 / 0.99)
-    assert load(edit(confdir, LOAD_BALANCER=lb, LEASE=False)).policy().takeover_wait is None
-    assert load(confdir / "failover_config.py").policy().takeover_wait is None  # no load balancer: no lease
+    assert Trigger.COMMUNICATION_LOSS in c.triggers()  # the default with a lease: a dead master fails over
+    unleased = load(edit(confdir, LOAD_BALANCER=lb, LEASE=False))
+    assert unleased.policy().takeover_wait is None and Trigger.COMMUNICATION_LOSS not in unleased.triggers()
+    kept_off = load(
+        edit(confdir, LOAD_BALANCER=lb, HARD_STOP_SCRIPTS="./scripts/stop.sh", TRIGGER_COMMUNICATION_LOSS=False)
+    )
+    assert Trigger.COMMUNICATION_LOSS not in kept_off.triggers()  # one key away: manual about it
     assert problems(
         edit(confdir, LOAD_BALANCER=lb, HARD_STOP_SCRIPTS="./scripts/stop.sh", LEASE_TIME=0.2, BEAT_INTERVAL=0.05)
     ) == [
