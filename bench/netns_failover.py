@@ -24,7 +24,10 @@ settings are printed), on a master, a slave and a client with HAProxy (tests/har
    column counts, besides, trials where the service was SIGSTOPped from the injection on.
 3. False failovers of a healthy master whose two links lose 20 % of their frames, and whose two
    links delay every frame by 200 ms, --loss-minutes each: slave claims (FAILING_OVER) and master
-   self-stops (its lease expired), per minute. A cluster is rebuilt after each.
+   self-stops (its lease expired), per minute, the median time to the first, and the lowest
+   lease_left lhcd showed (sampled every 0.2 s); the relays run clean for 1 s before the loss or
+   delay starts (a relay swapped in with the delay already set adds an ARP round trip over it,
+   a gap longer than the fast LEASE_TIME), and a fresh cluster goes on after each event.
 4. Cost: CPU (% of one core) and RSS / USS of lhcd and rhcd on a healthy fast cluster, psutil,
    over --cost-seconds (0: skip).
 
@@ -36,6 +39,7 @@ settings are printed), on a master, a slave and a client with HAProxy (tests/har
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -126,6 +130,15 @@ def journals(cluster: Cluster) -> str:
     return "\n".join(f"{r.value}: {json.dumps(e)}" for r in Role for e in cluster.pair.journal(r))
 
 
+def _observations(cluster: Cluster) -> dict[str, Any]:
+    """lhcd's status observations (lease_left, lease_renewed_by, ...)."""
+    try:
+        found: dict[str, Any] = json.loads(Path(cluster.pair.dir, "state", "lhcd.status.json").read_text())
+        return dict(found["observations"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def largest_gap(times: list[float], start: float, end: float) -> float:
     """The longest stretch of [start, end] without one of these answers."""
     points = [start, *sorted(t for t in times if start <= t <= end), end]
@@ -141,10 +154,7 @@ def watch_no_failover(cluster: Cluster, poller: ClientPoller, injected: float, w
         time.sleep(0.1)
     poller.stop()
     answers = list(poller.answers)
-    try:
-        observations = json.loads(Path(pair.dir, "state", "lhcd.status.json").read_text())["observations"]
-    except (OSError, ValueError, KeyError):
-        observations = {}
+    observations = _observations(cluster)
     master_state = pair.state(M).get("state")
     gap = largest_gap([a.time for a in answers if a.server == "master"], injected, answers[-1].time)
     result = {
@@ -192,7 +202,8 @@ def trial(profile: str, injection: str, rng: random.Random) -> dict[str, Any]:
             time.sleep(1.0)
         finally:
             for pid in frozen:
-                os.kill(pid, signal.SIGCONT)
+                with contextlib.suppress(ProcessLookupError):  # it may have ended before the freeze
+                    os.kill(pid, signal.SIGCONT)
             if frozen:
                 time.sleep(3.0)  # a thawed master is watched a little longer
             if relay is not None:
@@ -220,33 +231,48 @@ def trial(profile: str, injection: str, rng: random.Random) -> dict[str, Any]:
 
 
 def false_failovers(profile: str, minutes: float, loss: float, delay: float) -> dict[str, Any]:
-    """Slave claims and master self-stops of a healthy master whose two links lose or delay frames."""
+    """Slave claims and master self-stops of a healthy master whose two links lose or delay frames.
+    The relays run clean for 1 s first; after a claim or a self-stop a fresh cluster goes on."""
     claims = stops = 0
-    elapsed = 0.0
+    elapsed, firsts, lefts = 0.0, [], []
     while elapsed < minutes * 60:
         with running_cluster(PROFILES[profile]) as cluster:
             links = [
-                LossyLink(cluster.net, "master", other, loss, delay, max_duration=minutes * 60 + 60, seed=n)
+                LossyLink(cluster.net, "master", other, max_duration=minutes * 60 + 60, seed=n)
                 for n, other in enumerate(("slave", "client"))
             ]
             for link in links:
                 link.start()
+            time.sleep(1.0)
+            for link in links:
+                link.loss, link.delay = loss, delay
             start = time.monotonic()
             try:
                 while time.monotonic() - start < minutes * 60 - elapsed:
-                    if any(e["to"] == "FAILING_OVER" for e in cluster.pair.journal(S)):
-                        claims += 1
+                    claimed = any(e["to"] == "FAILING_OVER" for e in cluster.pair.journal(S))
+                    stopped = any(e.get("event") == "lease-expired" for e in cluster.pair.journal(M))
+                    left = _observations(cluster).get("lease_left")
+                    if isinstance(left, (int, float)):
+                        lefts.append(float(left))
+                    if claimed or stopped:
+                        claims, stops = claims + claimed, stops + stopped
+                        firsts.append(time.monotonic() - start)
                         break
-                    if any(e.get("event") == "lease-expired" for e in cluster.pair.journal(M)):
-                        stops += 1
-                        break
-                    time.sleep(0.5)
+                    time.sleep(0.2)
             finally:
                 elapsed += time.monotonic() - start
                 for link in links:
                     link.stop()
     what = f"{loss:.0%} loss" if loss else f"{delay * 1000:.0f} ms delay"
-    return {"profile": profile, "injection": what, "claims": claims, "stops": stops, "minutes": elapsed / 60}
+    return {
+        "profile": profile,
+        "injection": what,
+        "claims": claims,
+        "stops": stops,
+        "minutes": elapsed / 60,
+        "median_to_first": statistics.median(firsts) if firsts else None,
+        "min_lease_left": min(lefts, default=None),
+    }
 
 
 def cost(seconds: float) -> list[dict[str, Any]]:
@@ -345,6 +371,8 @@ def print_rows(rows: list[dict[str, Any]], costs: list[dict[str, Any]], profiles
                 f"{r['profile']:8} {r['injection']} on the master's two links for {r['minutes']:.1f} min: "
                 f"{r['claims']} slave claim(s) ({r['claims'] * per:.2f}/min), {r['stops']} master lease "
                 f"expiry(ies) ({r['stops'] * per:.2f}/min)"
+                + (f"; median {r['median_to_first']:.1f} s to the first" if r["median_to_first"] is not None else "")
+                + f"; lowest lease left seen {_f(r['min_lease_left'], 0)} s"
             )
         elif r["injection"] == "cut-s2m":
             verdict = "no failover (correct)" if r["correct"] == r["trials"] else "FAILED"

@@ -64,6 +64,7 @@ from failover.protocol import (
 from failover.state import wall_clock
 
 LEASE_WAIT = 3.0  # seconds a switchback waits for the slave's first granting datagram
+REACH_EVERY = 0.1  # seconds between the Reachability events the stream feeds (ISOLATION_TIMEOUT >= 0.1)
 
 
 class _Waiter:
@@ -85,6 +86,7 @@ class Lhcd(Agent):
         super().__init__(config, Role.MASTER, "lhcd", log)
         self.link: BeatLink | None = None
         self.guard: LeaseGuard | None = None
+        self._reached = 0.0  # when the stream last fed a Reachability
         self._waiters: list[_Waiter] = []
         self._lock = threading.Lock()
         self._heartbeat_now = threading.Event()
@@ -194,7 +196,9 @@ class Lhcd(Agent):
         if self.guard is not None and beat.flags & GRANTS_LEASE and received.acked_sent_at is not None:
             self.guard.renew(received.acked_sent_at, "an acknowledged heartbeat")
         self.submit(PeerReport(now, beat.term, beat.state))
-        self.submit(Reachability(now, True, None))
+        if now - self._reached >= REACH_EVERY:  # contact for the isolation rule: no need for every datagram
+            self._reached = now
+            self.submit(Reachability(now, True, None))
 
     def operator_request(self, command: OperatorCommand) -> Message:
         """A switchback starts the service here only under a lease: the slave grants again once
