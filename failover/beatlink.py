@@ -64,8 +64,8 @@ class BeatLink:
         self._send_errors = RateLimitedLog(log, interval=10.0, burst=1)  # a link down: one line per 10 s
         self.counts: dict[str, int] = {"sent": 0, "received": 0, "send-error": 0} | dict.fromkeys(DROP_KINDS, 0)
         self.last_received: float | None = None  # monotonic
-        self.rtt: float | None = None  # seconds, of the newest acknowledged datagram
-        self._last_health = (time.monotonic(), 0, 0)  # when health() was last asked, and the counts then
+        self.rtt: float | None = None  # seconds from our send to the peer's acknowledgement, the newest
+        self._last_health = (time.monotonic(), 0, 0, 0)  # when health() was last asked; sent, received, peer seq
 
     def close(self) -> None:
         self.sock.close()
@@ -146,18 +146,25 @@ class BeatLink:
 
     def health(self, now: float) -> dict[str, object]:
         """For status (flat values: a status file holds no nested records): datagrams per second
-        each way since the last call, what was dropped by kind, the newest round trip, how long
-        since the last datagram was accepted."""
+        each way since the last call, the loss on the way here, what was dropped by kind, how long
+        the newest acknowledgement took (a round trip plus the peer's wait for its next datagram),
+        how long since the last datagram was accepted."""
         sent, received = self.counts["sent"], self.counts["received"]
-        then, sent_then, received_then = self._last_health
-        self._last_health = (now, sent, received)
+        with self._lock:
+            peer_seq = self.stream.peer_seq
+        then, sent_then, received_then, seq_then = self._last_health
+        self._last_health = (now, sent, received, peer_seq)
         span = now - then
+        # loss on the way here: the peer numbered (peer_seq - seq_then) datagrams, we took fewer
+        numbered = peer_seq - seq_then
+        loss = round(max(0.0, 1 - (received - received_then) / numbered), 3) if 0 < numbered else None
         dropped = {k: self.counts[k] for k in DROP_KINDS if self.counts[k]}
         return {
             "stream_sent_per_s": round((sent - sent_then) / span, 1) if span > 0 else None,
             "stream_received_per_s": round((received - received_then) / span, 1) if span > 0 else None,
             "stream_received": received,
+            "stream_loss": loss,
             "stream_dropped": ", ".join(f"{k} {n}" for k, n in dropped.items()) or "none",
-            "stream_rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
+            "stream_ack_ms": None if self.rtt is None else round(self.rtt * 1000, 1),
             "stream_silent_s": None if self.last_received is None else round(now - self.last_received, 3),
         }
