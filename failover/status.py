@@ -204,7 +204,7 @@ def _stream(role: Role, o: dict[str, Any]) -> list[str]:
     silent = o.get("stream_silent_s")
     line = (
         f"heartbeat stream: {o.get('stream_sent_per_s')}/s sent, {o.get('stream_received_per_s')}/s received, "
-        f"loss {o.get('stream_loss')}, round trip {o.get('stream_rtt_ms')} ms, last datagram {silent} s ago; "
+        f"loss {o.get('stream_loss')}, acknowledged in {o.get('stream_ack_ms')} ms, last datagram {silent} s ago; "
         f"dropped: {o.get('stream_dropped')}"
     )
     out = [line]
