@@ -240,6 +240,8 @@ def test_status_shows_both_hosts_with_json_for_scripts(make_pair: MakePair) -> N
     assert isinstance(data["slave"]["observations"]["probe_ok"], bool)
     assert isinstance(data["slave"]["observations"]["probe_latency"], float)
     assert data["master"]["daemons"]["lhcd"] and data["slave"]["daemons"]["rhcd"]
+    assert text.count("heartbeat stream: ") == 2  # both ends: datagrams per second, loss, drops
+    assert data["slave"]["observations"]["stream_received"] > 0 and data["master"]["observations"]["stream_loss"] < 0.2
     pair.pop3[M].kill(signal.SIGKILL)
     pair.wait_for(S, "ACTIVE", timeout=30)
     pair.wait_for(M, "INACTIVE", timeout=10)
