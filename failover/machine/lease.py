@@ -14,10 +14,10 @@ Rules for the table in failover.machine; pure, time only from events.
 
 from __future__ import annotations
 
-from failover.machine.actions import Alert, RunScripts, Step
+from failover.machine.actions import Alert, Step
 from failover.machine.events import LeaseExpired, LoadBalancerDone
-from failover.machine.model import NodeState, Policy, Role, ScriptKind, State, Why
-from failover.machine.steps import keep, move
+from failover.machine.model import NodeState, Policy, Role, State, Why
+from failover.machine.steps import keep, move, stop_alerted
 
 # The slave's states in which it has claimed nothing and will claim nothing before it leaves
 # them (MAINTENANCE: held; a release returns to the state it was held from, a claim needs STANDBY).
@@ -57,17 +57,7 @@ def lease_expired(p: Policy, n: NodeState, e: LeaseExpired) -> Step:
         f"the lease ended {e.now - e.until:.2f} s ago (no acknowledged heartbeat and no load balancer "
         f"that shows this server in service): the service was killed ({e.detail}); the slave may take over"
     )
-    return move(
-        n,
-        e,
-        State.STOPPING,
-        Why.LEASE_EXPIRED,
-        reason,
-        Alert(reason),
-        RunScripts(ScriptKind.SHUTDOWN),
-        scripts_done=False,
-        detail="",
-    )
+    return stop_alerted(n, e, Why.LEASE_EXPIRED, reason)
 
 
 def lease_expired_held(p: Policy, n: NodeState, e: LeaseExpired) -> Step:

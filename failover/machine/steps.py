@@ -14,9 +14,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar, Unpack
 
-from failover.machine.actions import Action, Step
+from failover.machine.actions import Action, Alert, RunScripts, Step
 from failover.machine.events import Event
-from failover.machine.model import Changes, NodeState, Policy, Role, State, Transition, Why
+from failover.machine.model import Changes, NodeState, Policy, Role, ScriptKind, State, Transition, Why
 
 E = TypeVar("E", bound=Event)
 Rule = Callable[[Policy, NodeState, E], Step]
@@ -44,6 +44,13 @@ def move(
     new = dataclasses.replace(node, state=to, reason=reason, code=why, subject=subject, **changes)
     transition = Transition(node.state, to, node.term, new.term, reason, type(event).__name__, why)
     return Step(new, actions, transition)
+
+
+def stop_alerted(node: NodeState, event: Event, why: Why, reason: str, **changes: Unpack[Changes]) -> Step:
+    """Stop this host's service on the machine's own finding (isolated, deposed, lease ended,
+    running while INACTIVE): STOPPING, an alert with the reason, the shutdown scripts."""
+    changes = {"scripts_done": False, "detail": "", **changes}
+    return move(node, event, State.STOPPING, why, reason, Alert(reason), RunScripts(ScriptKind.SHUTDOWN), **changes)
 
 
 def keep(node: NodeState, *actions: Action, **changes: Unpack[Changes]) -> Step:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from failover.machine.actions import Alert, RunScripts, SendShutdown, Step
+from failover.machine.actions import Alert, SendShutdown, Step
 from failover.machine.events import PeerReport
-from failover.machine.model import NodeState, Policy, ScriptKind, State, Why
-from failover.machine.steps import keep, move
+from failover.machine.model import NodeState, Policy, State, Why
+from failover.machine.steps import keep, move, stop_alerted
 
 
 def step_down_on_higher_term(p: Policy, n: NodeState, e: PeerReport) -> Step:
@@ -21,19 +21,7 @@ def step_down_on_higher_term(p: Policy, n: NodeState, e: PeerReport) -> Step:
         step = peer_report_other(p, n, e)
         return dataclasses.replace(step, state=dataclasses.replace(step.state, peer_contact=e.now))
     reason = f"deposed by term {e.term} (the {n.role.peer} is {e.state}): stopping the service"
-    return move(
-        n,
-        e,
-        State.STOPPING,
-        Why.DEPOSED,
-        reason,
-        Alert(reason),
-        RunScripts(ScriptKind.SHUTDOWN),
-        term=e.term,
-        scripts_done=False,
-        detail="",
-        hold=None,
-    )
+    return stop_alerted(n, e, Why.DEPOSED, reason, term=e.term, hold=None)
 
 
 def peer_report_other(p: Policy, n: NodeState, e: PeerReport) -> Step:

@@ -17,7 +17,7 @@ from failover.machine.events import (
     Started,
 )
 from failover.machine.model import Condition, NodeState, Policy, ScriptKind, State, Why
-from failover.machine.steps import keep, move
+from failover.machine.steps import keep, move, stop_alerted
 
 
 def started_active(p: Policy, n: NodeState, e: Started) -> Step:
@@ -37,17 +37,7 @@ def _isolated(p: Policy, n: NodeState, e: Event) -> Step | None:
         f"isolated: reached neither the slave nor the witness for {e.now - n.last_contact:.1f} s "
         f"(ISOLATION_TIMEOUT {p.isolation_timeout:g} s): stopping the service, the slave may take over"
     )
-    return move(
-        n,
-        e,
-        State.STOPPING,
-        Why.ISOLATED,
-        reason,
-        Alert(reason),
-        RunScripts(ScriptKind.SHUTDOWN),
-        scripts_done=False,
-        detail="",
-    )
+    return stop_alerted(n, e, Why.ISOLATED, reason)
 
 
 def reachability(p: Policy, n: NodeState, e: Reachability) -> Step:
@@ -163,17 +153,7 @@ def health_inactive(p: Policy, n: NodeState, e: LocalHealth) -> Step:
         f"service found running while INACTIVE (term {n.term}): stopping it, no automatic "
         "failback; use switchback to move the service back"
     )
-    return move(
-        n,
-        e,
-        State.STOPPING,
-        Why.RUNNING_WHILE_INACTIVE,
-        reason,
-        Alert(reason),
-        RunScripts(ScriptKind.SHUTDOWN),
-        scripts_done=False,
-        service_ok=True,
-    )
+    return stop_alerted(n, e, Why.RUNNING_WHILE_INACTIVE, reason, service_ok=True)
 
 
 def record_health(p: Policy, n: NodeState, e: LocalHealth) -> Step:
