@@ -23,12 +23,23 @@ import time
 from collections.abc import Callable
 
 from failover.config import Config
-from failover.heartbeat import GRANTS_LEASE, SIZE, DatagramError, Received, Stream, decode, encode, stream_key
-from failover.machine import Condition, NodeState, Role
+from failover.heartbeat import (
+    GRANTS_LEASE,
+    SIZE,
+    Beat,
+    DatagramError,
+    Received,
+    Stream,
+    decode,
+    encode,
+    stream_key,
+)
+from failover.machine import Condition, NodeState, Role, State
 from failover.machine.lease import grants_lease
 from failover.ratelimit import RateLimitedLog
 
 RECEIVE_WAKEUP = 0.5  # seconds: how often a quiet receiver looks at its stop flag
+REPORT_EVERY = 0.1  # seconds: at most this stale is the contact the decision loop knows of
 DROP_KINDS = ("address", "size", "magic", "version", "mac", "field", "reflected", "replayed", "unknown-sender")
 
 
@@ -65,6 +76,10 @@ class BeatLink:
         self.counts: dict[str, int] = {"sent": 0, "received": 0, "send-error": 0} | dict.fromkeys(DROP_KINDS, 0)
         self.last_received: float | None = None  # monotonic
         self.rtt: float | None = None  # seconds from our send to the peer's acknowledgement, the newest
+        # report_due(): what the last reported datagram said, and when
+        self.report_every = min(REPORT_EVERY, config.HEARTBEAT_TIMEOUT / 10)  # silence is judged to 10 %
+        self._reported: tuple[int, State, Condition] | None = None
+        self._reported_at = 0.0
         self._last_health = (time.monotonic(), 0, 0, 0)  # when health() was last asked; sent, received, peer seq
 
     def close(self) -> None:
@@ -135,6 +150,16 @@ class BeatLink:
             self.rtt = now - received.acked_sent_at
         self.on_beat(received, now)
         return received
+
+    def report_due(self, beat: Beat, now: float) -> bool:
+        """Whether this datagram should reach the decision loop: what it says changed, or the
+        last one reported is REPORT_EVERY old. Contact is still counted to within REPORT_EVERY,
+        and the loop takes a few events a second instead of one per datagram (its cost)."""
+        said = (beat.term, beat.state, beat.condition)
+        if said == self._reported and now - self._reported_at < self.report_every:
+            return False
+        self._reported, self._reported_at = said, now
+        return True
 
     def _drop(self, kind: str, detail: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1

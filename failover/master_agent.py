@@ -64,7 +64,6 @@ from failover.protocol import (
 from failover.state import wall_clock
 
 LEASE_WAIT = 3.0  # seconds a switchback waits for the slave's first granting datagram
-REACH_EVERY = 0.1  # seconds between the Reachability events the stream feeds (ISOLATION_TIMEOUT >= 0.1)
 
 
 class _Waiter:
@@ -86,7 +85,6 @@ class Lhcd(Agent):
         super().__init__(config, Role.MASTER, "lhcd", log)
         self.link: BeatLink | None = None
         self.guard: LeaseGuard | None = None
-        self._reached = 0.0  # when the stream last fed a Reachability
         self._waiters: list[_Waiter] = []
         self._lock = threading.Lock()
         self._heartbeat_now = threading.Event()
@@ -195,10 +193,9 @@ class Lhcd(Agent):
         beat = received.beat
         if self.guard is not None and beat.flags & GRANTS_LEASE and received.acked_sent_at is not None:
             self.guard.renew(received.acked_sent_at, "an acknowledged heartbeat")
-        self.submit(PeerReport(now, beat.term, beat.state))
-        if now - self._reached >= REACH_EVERY:  # contact for the isolation rule: no need for every datagram
-            self._reached = now
-            self.submit(Reachability(now, True, None))
+        if self.link is not None and self.link.report_due(beat, now):
+            self.submit(PeerReport(now, beat.term, beat.state))
+            self.submit(Reachability(now, True, None))  # contact, for the isolation rule
 
     def operator_request(self, command: OperatorCommand) -> Message:
         """A switchback starts the service here only under a lease: the slave grants again once

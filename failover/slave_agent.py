@@ -70,7 +70,8 @@ class Rhcd(Agent):
     def on_beat(self, received: Received, now: float) -> None:
         """A datagram of the master: contact, and what it says of itself and its service."""
         beat = received.beat
-        self.submit(PeerReport(now, beat.term, beat.state, None, "", beat.condition))
+        if self.link is not None and self.link.report_due(beat, now):
+            self.submit(PeerReport(now, beat.term, beat.state, None, "", beat.condition))
 
     def live_observations(self, now: float) -> dict[str, Any]:
         return {} if self.link is None else self.link.health(now)

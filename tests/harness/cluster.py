@@ -35,7 +35,7 @@ TIMINGS: dict[str, Any] = {
     # communication loss: no contact for 0.45 s (over 20 datagrams) and failed probes; a link
     # that flaps for 0.3 s loses neither the contact nor the master's lease
     "HEARTBEAT_TIMEOUT": 0.45,
-    "LEASE_TIME": 0.45,
+    "LEASE_TIME": 0.7,  # rides out a 0.3 s flap and a 200 ms delay each way (a 0.4 s round trip)
     "HARD_STOP_TIMEOUT": 0.1,
     "SHUTDOWN_ACK_TIMEOUT": 3.0,
     "SCRIPT_TIMEOUT": 1.0,
