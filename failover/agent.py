@@ -69,9 +69,6 @@ OPERATOR_EVENTS: dict[str, type[OperatorRequest]] = {
 }
 
 
-LEASE_TICK = 0.05  # seconds between Ticks with a lease (the slave's start is due on a Tick)
-
-
 def status_path(config: Config, name: str) -> str:
     return os.path.join(config.STATE_DIR, f"{name}.status.json")
 
@@ -86,8 +83,7 @@ class Agent:
     def __init__(self, config: Config, role: Role, name: str, log: logging.Logger) -> None:
         self.config, self.role, self.name, self.log = config, role, name, log
         self.policy = config.policy()
-        # With a lease the slave's takeover at the lease's end is due to 50 ms, not to the second
-        self.tick_every = self.TICK if config.lease_times() is None else min(self.TICK, LEASE_TICK)
+        self.tick_every = self.TICK  # rhcd ticks every 50 ms: its ACK deadline and the lease's end are due on a Tick
         self.secret = config.read_secret()  # read once: both hosts change it together, then restart
         self.store = StateStore(config.STATE_DIR, role, config.host_of(role))
         self._events: queue.Queue[tuple[Event, threading.Event | None, list[Answer] | None]] = queue.Queue()

@@ -105,11 +105,16 @@ class LeaseGuard:
     # ------------------------------------------------------------------ the guard
 
     def guard_loop(self, stop: threading.Event) -> None:
+        """Sleeps until the lease's current end (a renewal meanwhile only makes it look again
+        and sleep on), at most MARGIN / 2 at a time while it has ended: a wakeup per lease, not
+        twenty a second."""
         ended = False
-        while not stop.wait(self.times.margin / 2):
+        wait = 0.0
+        while not stop.wait(wait):
             now = time.monotonic()
             with self._lock:
                 until, how = self.until, self.renewed_by
+            wait = min(max(until - now, 0.0), 1.0) if not expired(until, now) else self.times.margin / 2
             if not expired(until, now):
                 ended = False
                 continue

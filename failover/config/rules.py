@@ -75,6 +75,17 @@ def _isolation_rule(v: dict[str, Any]) -> tuple[bool, str]:
 LOST_IN_A_ROW = 5  # datagrams: the fewest lost in a row that a timeout must ride out
 
 
+def _witness_rule(v: dict[str, Any]) -> tuple[bool, str]:
+    if not v.get("WITNESS"):
+        return True, ""
+    cycle = v["HEARTBEAT_INTERVAL"] + 2 * v["CONTROL_TIMEOUT"]
+    text = (
+        f"ISOLATION_TIMEOUT ({v['ISOLATION_TIMEOUT']:g}) > HEARTBEAT_INTERVAL ({v['HEARTBEAT_INTERVAL']:g}) + 2 x "
+        f"CONTROL_TIMEOUT ({v['CONTROL_TIMEOUT']:g}) = {cycle:g}"
+    )
+    return v["ISOLATION_TIMEOUT"] > cycle, text
+
+
 def _heartbeat_rule(v: dict[str, Any]) -> tuple[bool, str]:
     limit = LOST_IN_A_ROW * v["BEAT_INTERVAL"]
     text = f"HEARTBEAT_TIMEOUT ({v['HEARTBEAT_TIMEOUT']:g}) >= {LOST_IN_A_ROW} x BEAT_INTERVAL = {limit:g}"
@@ -134,6 +145,13 @@ TIMING_RULES: tuple[TimingRule, ...] = (
         ),
         _isolation_rule,
         "otherwise an isolated master may still serve when the slave starts",
+    ),
+    (
+        "ISOLATION_TIMEOUT",
+        ("WITNESS", "ISOLATION_TIMEOUT", "HEARTBEAT_INTERVAL", "CONTROL_TIMEOUT"),
+        _witness_rule,
+        "lhcd asks the witness once per heartbeat, after the heartbeat's own attempt: a master that cannot "
+        "reach the slave must hear the witness at least once per ISOLATION_TIMEOUT",
     ),
     (
         "CONTROL_TIMEOUT",

@@ -30,8 +30,8 @@ TIMINGS: dict[str, Any] = {
     "PROBE_INTERVAL": 0.1,
     "PROBE_FAILURES": 2,
     "REMOTE_POP3_TIMEOUT": 0.25,
-    "HEARTBEAT_INTERVAL": 0.3,
-    "BEAT_INTERVAL": 0.02,  # the stream: 50 datagrams a second each way
+    "HEARTBEAT_INTERVAL": 0.3,  # the TCP heartbeat, which also asks the witness (ISOLATION_TIMEOUT)
+    "BEAT_INTERVAL": 0.05,  # the stream: 20 datagrams a second each way
     # communication loss: no contact for 0.45 s (over 20 datagrams) and failed probes; a link
     # that flaps for 0.3 s loses neither the contact nor the master's lease
     "HEARTBEAT_TIMEOUT": 0.45,

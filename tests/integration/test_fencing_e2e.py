@@ -137,7 +137,11 @@ def test_the_ack_path_fences_the_master_at_the_load_balancer_and_enables_the_sla
 def test_an_isolated_master_stops_its_own_service(make_pair: MakePair) -> None:
     witness = accepting_witness()
     pair = make_pair(
-        start=False, WITNESS=f"127.0.0.1:{witness.getsockname()[1]}", ISOLATION_TIMEOUT=1.5, SHUTDOWN_ACK_TIMEOUT=6.0
+        start=False,
+        WITNESS=f"127.0.0.1:{witness.getsockname()[1]}",
+        ISOLATION_TIMEOUT=1.5,
+        SHUTDOWN_ACK_TIMEOUT=6.0,
+        CONTROL_TIMEOUT=0.3,  # the witness is asked every heartbeat, after the heartbeat's attempt
     )
     start_pair(pair)
     pair.stop_agents(S)  # the slave is gone...
@@ -194,7 +198,12 @@ def test_stopping_the_masters_agents_never_stops_its_service(make_pair: MakePair
     missing contact for isolation and stop the service while the agents shut down."""
     witness = accepting_witness()
     pair = make_pair(
-        start=False, WITNESS=f"127.0.0.1:{witness.getsockname()[1]}", ISOLATION_TIMEOUT=0.5, SHUTDOWN_ACK_TIMEOUT=6.0
+        start=False,
+        WITNESS=f"127.0.0.1:{witness.getsockname()[1]}",
+        ISOLATION_TIMEOUT=0.5,
+        SHUTDOWN_ACK_TIMEOUT=6.0,
+        HEARTBEAT_INTERVAL=0.1,  # ISOLATION_TIMEOUT > HEARTBEAT_INTERVAL + 2 x CONTROL_TIMEOUT
+        CONTROL_TIMEOUT=0.15,
     )
     try:
         start_pair(pair)

@@ -336,9 +336,11 @@ def test_a_witness_needs_timeouts_that_let_the_isolated_master_stop_first(confdi
         "SHUTDOWN_ACK_TIMEOUT = 75 (the slave's earliest takeover without an ACK) > ISOLATION_TIMEOUT + "
         "SCRIPT_TIMEOUT x 2 + SERVICE_CHECK_TIMEOUT = 110"
     )
-    c = load(edit(confdir, WITNESS="10.0.0.9:80", ISOLATION_TIMEOUT=10, SCRIPT_TIMEOUT=10))
-    assert c.policy().isolation_timeout == 10 and c.witness_address() == ("10.0.0.9", 80)
+    c = load(edit(confdir, WITNESS="10.0.0.9:80", ISOLATION_TIMEOUT=15, SCRIPT_TIMEOUT=10))
+    assert c.policy().isolation_timeout == 15 and c.witness_address() == ("10.0.0.9", 80)
     assert load(edit(confdir, ISOLATION_TIMEOUT=10)).policy().isolation_timeout is None  # no witness, no effect
+    (line,) = problems(edit(confdir, WITNESS="10.0.0.9:80", ISOLATION_TIMEOUT=10))
+    assert "ISOLATION_TIMEOUT (10) > HEARTBEAT_INTERVAL (2) + 2 x CONTROL_TIMEOUT (5) = 12" in line
     (line,) = problems(edit(confdir, WITNESS="lb.example.net"))
     assert "WITNESS: expected 'host:port'" in line
 
