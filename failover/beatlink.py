@@ -14,7 +14,6 @@ sender not yet proven) are dropped, counted by kind and logged at most once per 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import secrets
 import socket
@@ -23,8 +22,8 @@ import time
 from collections.abc import Callable
 
 from failover.config import Config
+from failover.errors import FailoverError
 from failover.heartbeat import (
-    GRANTS_LEASE,
     SIZE,
     Beat,
     DatagramError,
@@ -41,6 +40,10 @@ from failover.ratelimit import RateLimitedLog
 RECEIVE_WAKEUP = 0.5  # seconds: how often a quiet receiver looks at its stop flag
 REPORT_EVERY = 0.1  # seconds: at most this stale is the contact the decision loop knows of
 DROP_KINDS = ("address", "size", "magic", "version", "mac", "field", "reflected", "replayed", "unknown-sender")
+
+
+class StreamError(FailoverError):
+    """The stream's socket cannot be set up (a port in use, an address that is not this host's)."""
 
 
 def _address(host: str, port: int) -> tuple[str, int]:
@@ -66,9 +69,16 @@ class BeatLink:
         self.config, self.role, self.log, self.node, self.on_beat = config, role, log, node, on_beat
         self.key = stream_key(secret)
         self.stream = Stream(role, secrets.token_bytes(8), fresh=config.LEASE_TIME)
-        self.peer = _address(config.host_of(role.peer), config.monitor_port_of(role.peer))
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(_address(config.host_of(role), config.monitor_port_of(role)))
+        own = (config.host_of(role), config.monitor_port_of(role))
+        try:
+            self.peer = _address(config.host_of(role.peer), config.monitor_port_of(role.peer))
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind(_address(*own))
+        except OSError as e:
+            raise StreamError(
+                f"heartbeat stream: cannot bind UDP {own[0]}:{own[1]} or resolve the {role.peer} "
+                f"{config.host_of(role.peer)} ({e}); the stream needs the control port's number free for UDP"
+            ) from e
         self.sock.settimeout(RECEIVE_WAKEUP)
         self._lock = threading.Lock()  # the Stream is not thread-safe: sender and receiver share it
         self._drops = RateLimitedLog(log, interval=1.0, burst=3)
@@ -102,12 +112,12 @@ class BeatLink:
     def send_one(self) -> None:
         node = self.node()
         condition = node.condition if self.role is Role.MASTER else Condition.UNKNOWN
+        # The state is read again AFTER the acknowledgement was chosen (heartbeat.py, point 2): a
+        # slave that has claimed by then grants nothing, whatever the beat acknowledges.
         with self._lock:
-            beat = self.stream.next_beat(time.monotonic(), node.term, node.state, condition)
-        # The state is read again AFTER the acknowledgement was computed (heartbeat.py, point 2):
-        # a slave that has claimed by now grants nothing, whatever the beat acknowledges.
-        if grants_lease(self.node()):
-            beat = dataclasses.replace(beat, flags=beat.flags | GRANTS_LEASE)
+            beat = self.stream.next_beat(
+                time.monotonic(), node.term, node.state, condition, lambda: grants_lease(self.node())
+            )
         try:
             self.sock.sendto(encode(self.key, beat), self.peer)
             self.counts["sent"] += 1

@@ -58,6 +58,9 @@ def kill_tree(pid: int, timeout: float) -> tuple[bool, str]:
         return False, f"refusing to kill pid {pid} (SERVICE_PIDFILE names no service)"
     end = time.monotonic() + timeout
     procs = {p.pid: p for p in _tree(pid)}
+    if not procs and psutil.pid_exists(pid):  # its tree could not be read: the pid itself at least
+        with contextlib.suppress(psutil.Error):
+            procs[pid] = psutil.Process(pid)
     while True:
         alive = [p for p in procs.values() if _running(p)]
         for p in alive:
@@ -75,20 +78,34 @@ def kill_tree(pid: int, timeout: float) -> tuple[bool, str]:
             return False, f"{still} process(es) of pid {pid} still run {timeout:g} s after SIGKILL"
 
 
+def _service_pid(config: Config) -> int | None:
+    """The pid in SERVICE_PIDFILE if its process runs and is not younger than the file: a
+    process started after the pid file was written is another one that got a reused pid."""
+    pid = service_pid(config, Role.MASTER)
+    if pid is None or config.SERVICE_PIDFILE is None or not process_runs(config, Role.MASTER):
+        return None
+    try:
+        if psutil.Process(pid).create_time() > os.stat(config.SERVICE_PIDFILE).st_mtime + 1.0:
+            return None
+    except (psutil.Error, OSError):
+        return None
+    return pid
+
+
 def hard_stop(config: Config, env: dict[str, str]) -> tuple[bool, str]:
-    """Kill the master's service now; (verified down, what was done)."""
-    timeout = config.HARD_STOP_TIMEOUT
+    """Kill the master's service now, all within HARD_STOP_TIMEOUT; (verified down, what was done)."""
+    end = time.monotonic() + config.HARD_STOP_TIMEOUT
+    ran = ""
     if config.HARD_STOP_SCRIPTS:
-        result = run_scripts(config.HARD_STOP_SCRIPTS, timeout, config.base_dir, env)
+        # one budget for all: each script (and the kill after them) gets an equal share of it
+        shares = len(config.HARD_STOP_SCRIPTS) + (1 if config.SERVICE_PIDFILE else 0)
+        result = run_scripts(config.HARD_STOP_SCRIPTS, config.HARD_STOP_TIMEOUT / shares, config.base_dir, env)
         ran = f"HARD_STOP_SCRIPTS {'ok' if result.ok else 'FAILED'}: {result.summary()}"
         if config.SERVICE_PIDFILE is None:
             return result.ok, ran
-        pid = service_pid(config, Role.MASTER)
-        if pid is None or not process_runs(config, Role.MASTER):
-            return True, f"{ran}; its process is gone"
-        ok, killed = kill_tree(pid, timeout)
-        return ok, f"{ran}; then {killed}"
-    pid = service_pid(config, Role.MASTER)
-    if pid is None or not process_runs(config, Role.MASTER):
-        return True, "its process was not running"
-    return kill_tree(pid, timeout)
+        ran += "; then "
+    pid = _service_pid(config)
+    if pid is None:
+        return True, f"{ran}its process is not running"
+    ok, killed = kill_tree(pid, max(0.05, end - time.monotonic()))
+    return ok, ran + killed

@@ -59,6 +59,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from failover.errors import FailoverError
@@ -202,14 +203,17 @@ class Stream:
         self.peer_seq = 0  # the newest seq accepted from it
         self._candidate: tuple[bytes, int] | None = None  # a new sender id we echo but do not believe yet
 
-    def next_beat(self, now: float, term: int, state: State, condition: Condition, grant: bool = False) -> Beat:
-        """Our next datagram's content; `now` is remembered as its send time. `grant`: its
-        acknowledgement renews the peer's lease (the slave, while it watches)."""
+    def next_beat(
+        self, now: float, term: int, state: State, condition: Condition, grant: Callable[[], bool] = lambda: False
+    ) -> Beat:
+        """Our next datagram's content; `now` is remembered as its send time. `grant()`, asked
+        AFTER the acknowledgement is chosen (point 2 above): whether this acknowledgement renews
+        the peer's lease (the slave, while it watches and has claimed nothing)."""
         self._seq += 1
         self._sent[self._seq] = now
         self._sent.pop(self._seq - FRESH_ACKS, None)
         acked_sender, acked_seq = self._acknowledged()
-        flags = GRANTS_LEASE if grant else 0
+        flags = GRANTS_LEASE if grant() else 0
         return Beat(self.role, self.sender, self._seq, term, state, condition, acked_sender, acked_seq, flags)
 
     def _acknowledged(self) -> tuple[bytes, int]:
@@ -237,7 +241,9 @@ class Stream:
         elif beat.seq <= self.peer_seq:
             raise DatagramError("replayed", f"seq {beat.seq} is not newer than {self.peer_seq}")
         else:
-            self.peer_seq = beat.seq
+            # the believed peer speaks: a candidate that never proved itself (a stale or replayed
+            # datagram of an earlier start) must not keep taking the acknowledgements from it
+            self.peer_seq, self._candidate = beat.seq, None
         acked = self._sent.get(beat.acked_seq) if beat.acked_sender == self.sender else None
         return Received(beat, acked)
 

@@ -1,28 +1,35 @@
 """lhcd's lease guard: the master serves only while its lease runs (failover/heartbeat.py has the
 argument), and this is what makes it so.
 
-- `renew()` takes a new lease end; the stream calls it for every granted acknowledgement.
-- `renew_loop` asks the load balancer, when no acknowledgement has renewed the lease for half of
-  it, whether this master's server is still in service; a read begun before the slave's fence
-  renews from the moment the read began. So a dead or stopped slave never stops a master that
-  the load balancer still sends clients to.
-- `guard_loop` looks every MARGIN / 2 seconds, in a thread of its own, so a decision loop busy
-  with a restart script cannot delay it: once the lease has ended while the service may run, it
-  journals that, kills the service hard (failover/hardstop.py), and feeds LeaseExpired, which
-  moves the machine to STOPPING. It kills again whatever runs while the lease stays ended.
+- `renew()` takes a new lease end; the stream calls it for every granted acknowledgement. The
+  end is written to STATE_DIR/lhcd.lease.json (with the kernel's boot id) for the next lhcd.
+- `renew_loop` asks the load balancer, once acknowledgements have not renewed the lease for a
+  quarter of it, whether this master's server is still in service (UP, DOWN, NOLB, DRAIN); a
+  read begun before the slave's fence renews from the moment the read began. So a dead or
+  stopped slave never stops a master that the load balancer still sends clients to.
+- `guard_loop`, in a thread of its own (a decision loop busy with a restart script cannot delay
+  it), wakes at the lease's end: if it has ended while the service may run, it tells the machine
+  (LeaseExpired: STOPPING, then INACTIVE), kills the service hard (failover/hardstop.py), then
+  journals it (a full disk cannot delay the kill). It kills again whatever runs while the lease
+  stays ended.
 
-At start the lease runs for LEASE_TIME from the start, and `renew_loop` reads the load balancer
-at once: if this server is MAINT there (the slave fenced it: it may be taking over), that start
-lease is revoked and the guard kills the service. This start lease is the one exception to the
-argument in heartbeat.py (its base is the start, which may come after the slave's fence): it
-covers only a service that ran while lhcd was down, which no lease could stop, and it lasts
-until that first read answers (at most LEASE_TIME). A restart of lhcd (respawn, an operator)
-therefore does not kill a service that the load balancer still sends clients to.
+The start. A first lhcd of this boot holds a lease of LEASE_TIME from its start; one that was
+restarted (its predecessor's lease file is there) holds no more than its predecessor did, so a
+crash and respawn never stretch a lease the slave may be waiting out. Either way `renew_loop`
+reads the load balancer at once: this server MAINT there (the slave fenced it) revokes the start
+lease, and so does no answer for a restarted lhcd; while a restarted lhcd's lease has already
+ended, the guard waits for that first read (at most the load balancer's timeout) before it
+kills, so that a respawn on a healthy pair does not kill a service the load balancer still
+sends clients to. The one window the argument of heartbeat.py does not cover: while lhcd itself
+is down or frozen, nothing enforces the lease (the slave's fence at the load balancer still
+keeps every client away), and a first start's lease is based on the start, not on a renewal.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +41,39 @@ from failover.loadbalancer import LoadBalancer, LoadBalancerError
 from failover.machine import Event, LeaseExpired, NodeState, Role
 from failover.machine.lease import expired, may_serve
 from failover.ratelimit import RateLimitedLog
+from failover.state import atomic_write
+
+LEASE_FILE = "lhcd.lease.json"  # the lease's end, for the next lhcd of the same boot
+PERSIST_EVERY = 0.2  # seconds of lease growth between writes of LEASE_FILE
+# HAProxy's words for a server it may send clients to, or that only its health checks hold
+# back: renewals. MAINT (any kind), an unknown word or no answer renew nothing.
+IN_SERVICE = frozenset({"UP", "DOWN", "NOLB", "DRAIN", "no"})  # "no check": a server without checks
+
+
+def _boot_id() -> str:
+    """The kernel's id of this boot: a monotonic reading means nothing to another boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def write_lease(path: str, until: float) -> None:
+    atomic_write(path, json.dumps({"boot_id": _boot_id(), "until": until}).encode(), durable=False)
+
+
+def read_lease(path: str) -> float | None:
+    """The lease end the previous lhcd of this boot wrote, if any (anything unreadable: none)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        until = data["until"]
+        if data["boot_id"] != _boot_id() or not _boot_id() or not isinstance(until, int | float):
+            return None
+        return float(until)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class LeaseGuard:
@@ -49,27 +89,53 @@ class LeaseGuard:
         env: Callable[[], dict[str, str]],
     ) -> None:
         self.config, self.times, self.lb, self.log = config, times, lb, log
+        self.path = os.path.join(config.STATE_DIR, LEASE_FILE)
         self.node, self.submit, self.note, self.env = node, submit, note, env
         self._lock = threading.Lock()
         self.until = time.monotonic() + times.lease  # the start's lease (see the module docstring)
         self.renewed_by = "start"
         self._start_lease = True  # until the first read of the load balancer or renewal
+        self._first_read = threading.Event()  # renew_loop's first read of the load balancer is done
+        self._wake = threading.Event()  # set when the lease was cut short: the guard looks at once
+        self._persisted = 0.0  # when the lease end was last written to LEASE_FILE
+        self._start(time.monotonic())
         self._rate = RateLimitedLog(log, interval=5.0, burst=1)
+
+    def _start(self, now: float) -> None:
+        """The start lease: LEASE_TIME from now, but never past what the previous lhcd of this
+        boot held (a crash and respawn must not stretch a lease the slave is waiting out)."""
+        previous = read_lease(self.path)
+        self.restarted = previous is not None
+        if previous is not None and previous < self.until:
+            self.until, self.renewed_by = previous, "the previous lhcd (restarted)"
 
     def renew(self, base: float, how: str) -> None:
         """A renewal from `base` (a monotonic reading at or before the proof): the lease runs to
-        base + LEASE_TIME unless it already runs longer."""
+        base + LEASE_TIME unless it already runs longer. Written down (at most every
+        PERSIST_EVERY: the file may lag, which only makes a restart's lease shorter)."""
         end = lease_end(base, self.times)
         with self._lock:
             self._start_lease = False
             if end > self.until:
                 self.until, self.renewed_by = end, how
+            due = end - self._persisted >= PERSIST_EVERY
+            if due:
+                self._persisted = end
+        if due:
+            try:
+                write_lease(self.path, end)
+            except OSError as e:
+                self._rate.log("persist", logging.ERROR, "lease: cannot write %s: %s", self.path, e)
 
-    def _revoke_start_lease(self, now: float, why: str) -> None:
+    def _revoke_start_lease(self, now: float, why: str, silent: bool = False) -> None:
+        """The load balancer's first word, before any renewal: this server MAINT (the slave
+        fenced it) ends the start lease now; no answer (`silent`) ends it only for an lhcd that
+        restarted (the slave may have been waiting its lease out), not for a first start."""
         with self._lock:
-            if self._start_lease and self.renewed_by == "start":
-                self.until, self.renewed_by = now, f"start, revoked: {why}"
+            if self._start_lease and not (silent and not self.restarted):
+                self.until, self.renewed_by = min(self.until, now), f"start, revoked: {why}"
             self._start_lease = False
+        self._wake.set()
 
     def left(self, now: float) -> float:
         with self._lock:
@@ -78,22 +144,27 @@ class LeaseGuard:
     # ------------------------------------------------------------------ renewal by the load balancer
 
     def renew_loop(self, stop: threading.Event) -> None:
-        lb, half = self.lb, self.times.lease / 2
+        lb, ask_below = self.lb, self.times.lease * 3 / 4
         if lb is None:
+            self._first_read.set()
             return
         maint = False
         first = True
-        while first or not stop.wait(self.times.lease / 4):
+        while first or not stop.wait(self.times.lease / 8):
             first = False
-            if self.left(time.monotonic()) > half and not self._start_lease:
+            if self.left(time.monotonic()) > ask_below and not self._start_lease:
                 continue  # acknowledgements keep it: no need to ask
             begun = time.monotonic()
             try:
                 status = lb.status(Role.MASTER)
             except LoadBalancerError as e:
                 self._rate.log("lb", logging.WARNING, "lease: cannot ask the load balancer: %s", e)
+                self._revoke_start_lease(begun, f"the load balancer does not answer ({e})", silent=True)
                 continue
-            if status.startswith("MAINT"):
+            finally:
+                self._first_read.set()
+                self._wake.set()
+            if status.split(" ")[0] not in IN_SERVICE:
                 self._revoke_start_lease(begun, f"this server is {status} at the load balancer")
                 if not maint:
                     self.log.warning("lease: the load balancer has this server in %s: no renewal from it", status)
@@ -106,31 +177,47 @@ class LeaseGuard:
 
     def guard_loop(self, stop: threading.Event) -> None:
         """Sleeps until the lease's current end (a renewal meanwhile only makes it look again
-        and sleep on), at most MARGIN / 2 at a time while it has ended: a wakeup per lease, not
-        twenty a second."""
+        and sleep on), every MARGIN / 2 while it has ended: a wakeup per lease, not twenty a
+        second. A pass never raises: the kill must not wait for a restart of this thread."""
         ended = False
         wait = 0.0
-        while not stop.wait(wait):
+        while not stop.is_set():
+            self._wake.wait(wait)  # a revoked lease wakes it at once
+            self._wake.clear()
             now = time.monotonic()
             with self._lock:
                 until, how = self.until, self.renewed_by
-            wait = min(max(until - now, 0.0), 1.0) if not expired(until, now) else self.times.margin / 2
             if not expired(until, now):
-                ended = False
+                ended, wait = False, min(until - now, 1.0)
                 continue
-            runs = service.process_runs(self.config, Role.MASTER)
-            if ended:
-                if runs:  # started again (a restart script that was under way): killed again
-                    ok, detail = hardstop.hard_stop(self.config, self.env())
-                    self._rate.log("again", logging.ERROR, "lease ended, the service ran again: %s", detail)
-                continue
-            ended = True
-            if not (runs or may_serve(self.node())):
-                continue  # INACTIVE, nothing runs: an ended lease is what it should be
-            why = f"the lease ended {now - until:.3f} s ago (last renewed by {how})"
-            self.note("lease-expired", f"{why}: killing the service")  # journaled before the kill
-            self.log.error("ALERT: %s: killing the service hard", why)
-            ok, detail = hardstop.hard_stop(self.config, self.env())
-            self.log.log(logging.WARNING if ok else logging.ERROR, "hard stop: %s", detail)
+            wait = self.times.margin / 2
+            if self._start_lease and not self._first_read.is_set():
+                continue  # restarted after its lease ended: the load balancer's first word decides
+            try:
+                ended = self._ended(until, how, now, ended)
+            except Exception as e:  # any error: the next pass tries again in MARGIN / 2
+                self._rate.log("guard", logging.ERROR, "lease guard: %s: %s", type(e).__name__, e)
+
+    def _ended(self, until: float, how: str, now: float, ended: bool) -> bool:
+        """One pass with the lease ended; whether this ending has been acted on."""
+        runs = service.process_runs(self.config, Role.MASTER)
+        if ended:
+            if runs or may_serve(self.node()):  # started again (a restart under way), or still said to serve
+                ok, detail = hardstop.hard_stop(self.config, self.env())
+                self._rate.log("again", logging.ERROR, "lease ended, the service was killed again: %s", detail)
+            return True
+        if not (runs or may_serve(self.node())):
+            return True  # INACTIVE, nothing runs: an ended lease is what it should be
+        why = f"the lease ended {now - until:.3f} s ago (last renewed by {how})"
+        # The machine hears of it first, so that the death the kill causes finds it STOPPING (a
+        # death seen first would be taken for a crash, and restarted); then the kill, at once.
+        # The journal comes last: a full disk must not delay or stop the kill.
+        self.submit(LeaseExpired(time.monotonic(), until, "killed by the lease guard"))
+        ok, detail = hardstop.hard_stop(self.config, self.env())
+        self.log.error("ALERT: %s: the service was killed hard: %s", why, detail)
+        try:
+            self.note("lease-expired", f"{why}: killing the service")
             self.note("hard-stop", f"{'verified down' if ok else 'NOT verified down'}: {detail}")
-            self.submit(LeaseExpired(time.monotonic(), until, detail if ok else f"NOT verified down: {detail}"))
+        except OSError as e:
+            self.log.error("lease guard: the journal cannot be written: %s", e)
+        return True

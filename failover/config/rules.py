@@ -246,6 +246,14 @@ def warnings_of(v: dict[str, Any]) -> list[str]:
             "TRIGGER_COMMUNICATION_LOSS: cannot tell a slow or cut network from a dead master, and without a "
             f"lease (a LOAD_BALANCER) a partition makes the slave take over (after fencing the master){extra}"
         )
+    if v.get("LEASE") and v.get("LOAD_BALANCER") and all(k in v for k in ("SCRIPT_TIMEOUT", "LEASE_TIME")):
+        stop = _stop(v)
+        if stop > v["LEASE_TIME"]:
+            warnings.append(
+                f"LEASE_TIME: a graceful stop may take {stop:g} s (SCRIPT_TIMEOUT x SHUTDOWN_SCRIPTS + "
+                f"SERVICE_CHECK_TIMEOUT), longer than the lease ({v['LEASE_TIME']:g} s): when the slave takes "
+                "over, the master's lease ends first and its guard kills what is still running"
+            )
     if v.get("RLOGIN_PASS"):
         warnings.append("RLOGIN_PASS: an SSH password is accepted, but a key is safer (RLOGIN_PASS = None)")
     return warnings

@@ -20,17 +20,23 @@ from failover.machine.model import NodeState, Policy, Role, State, Why
 from failover.machine.steps import keep, move, stop_alerted
 
 # The slave's states in which it has claimed nothing and will claim nothing before it leaves
-# them (MAINTENANCE: held; a release returns to the state it was held from, a claim needs STANDBY).
-GRANTING = frozenset({State.STANDBY, State.SUSPECT, State.PREPARING, State.MAINTENANCE})
+# them; MAINTENANCE grants when held from one of them (a release returns there, and a slave
+# stopped for a switchback is held from STANDBY) with its own service not running.
+GRANTING = frozenset({State.STANDBY, State.SUSPECT, State.PREPARING})
 
 
 def grants_lease(node: NodeState) -> bool:
     """Slave: whether the datagrams it sends now may renew the master's lease."""
-    return node.role is Role.SLAVE and node.state in GRANTING
+    if node.role is not Role.SLAVE:
+        return False
+    if node.state is State.MAINTENANCE:
+        return node.hold is not None and node.hold.held_from in GRANTING and node.service_ok is not True
+    return node.state in GRANTING
 
 
 # The master's states in which its service may run (STOPPING: the graceful stop is under way).
-SERVING = frozenset({State.ACTIVE, State.RESTARTING, State.STARTING, State.STOPPING})
+# FAILED: its service was found still running after the shutdown scripts.
+SERVING = frozenset({State.ACTIVE, State.RESTARTING, State.STARTING, State.STOPPING, State.FAILED})
 
 
 def may_serve(node: NodeState) -> bool:

@@ -225,7 +225,9 @@ class Simulation:
         sc, node = self.sc, self.slave_node(t)
         read = t + sc.read_lag
         grant = sc.grant_always or grants_lease(self.slave_node(read))
-        beat: Beat = self.slave.next_beat(sc.slave_clock.at(t), node.term, node.state, Condition.UNKNOWN, grant=grant)
+        beat: Beat = self.slave.next_beat(
+            sc.slave_clock.at(t), node.term, node.state, Condition.UNKNOWN, grant=lambda: grant
+        )
         self.transmit(TO_MASTER, n, read, encode(KEY, beat))
         scl = sc.slave_clock
         self.at(scl.when(scl.at(0.0) + sc.slave_phase + (n + 1) * sc.interval), partial(self.slave_computes, n + 1))

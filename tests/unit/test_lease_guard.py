@@ -21,7 +21,7 @@ from failover.hardstop import kill_tree
 from failover.heartbeat import GRANTS_LEASE, LeaseTimes, Received, encode
 from failover.lab.haproxy import HAProxyInstance
 from failover.lab.pop3 import Pop3Instance, free_port
-from failover.lease_guard import LeaseGuard
+from failover.lease_guard import LEASE_FILE, LeaseGuard, read_lease, write_lease
 from failover.machine import Event, LeaseExpired, NodeState, Role, State
 from tests.unit.test_cli import CONFIG, write_scripts_and_secret
 
@@ -120,8 +120,15 @@ class Guarded:
             time.sleep(0.02)
         return None
 
+    def killed(self, timeout: float) -> None:
+        """Until the guard journaled its kill (it tells the machine first, then kills, then journals)."""
+        end = time.monotonic() + timeout
+        while len(self.notes) < 2 and time.monotonic() < end:
+            time.sleep(0.02)
+
     def close(self) -> None:
         self.stop.set()
+        self.guard._wake.set()
         for thread in self.threads:
             thread.join(5)
 
@@ -133,7 +140,8 @@ def test_with_no_renewal_the_lease_ends_and_the_service_is_killed(config: Config
         expired = guarded.expired(5)
         assert expired is not None and "killed" in expired.detail, guarded.events
         assert 0.4 <= time.monotonic() - begun < 3
-        assert guarded.notes == ["lease-expired", "hard-stop"]  # journaled before and after the kill
+        guarded.killed(5)
+        assert guarded.notes == ["lease-expired", "hard-stop"]  # journaled once it is done
         assert not service.running()
     finally:
         guarded.close()
@@ -158,9 +166,24 @@ def test_a_start_lease_is_revoked_when_the_master_is_maint_at_the_load_balancer(
     try:
         assert guarded.expired(5) is not None, guarded.events
         assert guarded.guard.renewed_by.startswith("start, revoked: this server is MAINT")
+        guarded.killed(5)
         assert not service.running()
     finally:
         guarded.close()
+
+
+def test_a_restarted_guard_holds_no_longer_than_its_predecessor(config: Config, tmp_path: Path) -> None:
+    config = dataclasses.replace(config, STATE_DIR=str(tmp_path))
+    path = os.path.join(config.STATE_DIR, LEASE_FILE)
+    assert read_lease(path) is None
+    write_lease(path, time.monotonic() + 0.2)  # what the previous lhcd of this boot held
+    node = NodeState(Role.MASTER, State.ACTIVE)
+    guard = LeaseGuard(config, LeaseTimes(5.0, 1.0), None, LOG, lambda: node, print, print, dict)
+    assert guard.restarted and guard.left(time.monotonic()) <= 0.2  # not a fresh 5 s
+    Path(path).write_text('{"boot_id": "another boot", "until": 1e12}')
+    assert read_lease(path) is None  # a monotonic reading of another boot means nothing
+    fresh = LeaseGuard(config, LeaseTimes(5.0, 1.0), None, LOG, lambda: node, print, print, dict)
+    assert not fresh.restarted and fresh.left(time.monotonic()) > 4
 
 
 # ---------------------------------------------------------------------------- the stream's sockets

@@ -116,9 +116,14 @@ def test_the_slave_grants_only_while_it_has_claimed_nothing() -> None:
             n = node(S, state)
         except ValueError:
             continue  # not a slave state
-        expected = state in (State.STANDBY, State.SUSPECT, State.PREPARING, State.MAINTENANCE)
+        expected = state in (State.STANDBY, State.SUSPECT, State.PREPARING)
         assert grants_lease(n) is expected, state
     assert not grants_lease(node(M, State.ACTIVE))
+    # held: only from a watching state with its own service down (a switchback's stopped slave)
+    assert grants_lease(node(S, State.MAINTENANCE, hold=Hold(State.STANDBY, "op"), service_ok=False))
+    assert not grants_lease(node(S, State.MAINTENANCE, hold=Hold(State.ACTIVE, "op")))
+    assert not grants_lease(node(S, State.MAINTENANCE, hold=Hold(State.FAILED, "op")))
+    assert not grants_lease(node(S, State.MAINTENANCE, hold=Hold(State.STANDBY, "op"), service_ok=True))
 
 
 def test_the_master_stops_for_good_when_its_lease_ended() -> None:
@@ -131,6 +136,7 @@ def test_the_master_stops_for_good_when_its_lease_ended() -> None:
     assert s.state.state is State.MAINTENANCE and s.state.hold == held.hold and kinds(s) == [Alert]
     assert step(LEASED, node(M, State.INACTIVE), LeaseExpired(5.0, until=4.9)).transition is None
     assert may_serve(node(M, State.STOPPING)) and may_serve(held) and not may_serve(node(M, State.INACTIVE))
+    assert may_serve(node(M, State.FAILED))  # still running after the shutdown scripts
 
 
 def test_an_old_master_that_still_says_active_is_alerted_once_and_asked_every_time() -> None:
