@@ -133,7 +133,14 @@ class Rhcd(Agent):
                 master_detail=report.detail,
                 master_condition=report.condition.value,
             )
-            self.submit(report)
+            # While the stream brings datagrams, it alone tells the machine: it is ordered (its
+            # sequence numbers), and a TCP heartbeat composed before the latest datagram but
+            # delivered after it would take the master's news back (its service failed, then "up").
+            # The master's goodbye (its agents stop cleanly) comes only this way: always taken.
+            heard = None if self.link is None else self.link.last_received
+            silent = heard is None or time.monotonic() - heard >= self.config.HEARTBEAT_TIMEOUT
+            if silent or report.condition is Condition.AGENTS_STOPPED:
+                self.submit(report)
             return HeartbeatReply(self.node.term, self.node.state.value)
         if isinstance(message, ConfirmFenced):
             term = self.node.term if message.term is None else message.term

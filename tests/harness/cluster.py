@@ -37,12 +37,12 @@ TIMINGS: dict[str, Any] = {
     "HEARTBEAT_TIMEOUT": 0.45,
     "LEASE_TIME": 0.7,  # rides out a 0.3 s flap and a 200 ms delay each way (a 0.4 s round trip)
     "HARD_STOP_TIMEOUT": 0.1,
-    "SHUTDOWN_ACK_TIMEOUT": 3.0,
+    "SHUTDOWN_ACK_TIMEOUT": 3.5,
     "SCRIPT_TIMEOUT": 1.0,
     "SERVICE_CHECK_TIMEOUT": 1.0,
-    "CONTROL_TIMEOUT": 0.5,
+    "CONTROL_TIMEOUT": 0.4,
     "FENCE_TIMEOUT": 8.0,
-    "ISOLATION_TIMEOUT": 1.0,
+    "ISOLATION_TIMEOUT": 1.2,  # > HEARTBEAT_INTERVAL + 2 x CONTROL_TIMEOUT (the witness is asked per heartbeat)
 }
 FRONTEND = (ADDRESS["client"], 110)
 ADMIN = f"{ADDRESS['client']}:9999"
