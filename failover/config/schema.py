@@ -158,7 +158,7 @@ KEYS: tuple[Key, ...] = (
     Key("CONTROL_TIMEOUT", _number(0.05, 600), 5.0, "connect/read timeout of the control channel"),
     Key("ON_ACK_TIMEOUT", _on_ack_timeout, OnAckTimeout.FENCE, "'fence' (wait for a fence) or 'takeover'"),
     Key("SERVICE_PIDFILE", _optional_text, None, "pid file of the service, watched by lhcd"),
-    Key("HEARTBEAT_TIMEOUT", _number(0.05, 3600), 15.0, "no contact (datagram, heartbeat) this long: heartbeats lost"),
+    Key("HEARTBEAT_TIMEOUT", _number(0.05, 3600), 3.0, "no contact (datagram, heartbeat) this long: heartbeats lost"),
     Key("RESTART_SCRIPTS", _optional_scripts, None, "restart the master's failed service", same_as="STARTUP_SCRIPTS"),
     Key("RESTART_LIMIT", _integer(0, 100), 1, "local restarts within RESTART_WINDOW before 'abnormal shutdown'"),
     Key("RESTART_WINDOW", _number(1, 86400), 600.0, "the window RESTART_LIMIT counts in (seconds)"),
