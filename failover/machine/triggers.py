@@ -49,7 +49,7 @@ def _fired(p: Policy, n: NodeState, now: float) -> Evidence:
     if fresh:
         abnormal, normal = Trigger.ABNORMAL_SHUTDOWN, Trigger.NORMAL_SHUTDOWN
         if n.master_condition is Condition.FAILED and probe_failed:
-            text = "abnormal shutdown: the master's service failed past its restart limit"
+            text = "abnormal shutdown: the master's service failed past its restart limit, or the master stopped it"
             return Evidence(abnormal, Why.ABNORMAL_SHUTDOWN, abnormal, text)
         if n.master_condition is Condition.STOPPED and probe_failed:
             return Evidence(
@@ -144,7 +144,15 @@ def probe(p: Policy, n: NodeState, e: ProbeResult) -> Step:
 
 
 def heartbeat_watching(p: Policy, n: NodeState, e: PeerReport) -> Step:
-    condition = e.condition if e.state in (State.ACTIVE, State.RESTARTING) else Condition.UNKNOWN
+    if e.state in (State.ACTIVE, State.RESTARTING):
+        condition = e.condition
+    elif e.state is State.INACTIVE and e.term == n.term:
+        # The master stopped its service by itself (its lease ended, or it was isolated) and no
+        # one claimed a newer term: nobody serves. To the watching slave that is a failed
+        # service, so the abnormal-shutdown trigger (with a failed probe of ours) takes over.
+        condition = Condition.FAILED
+    else:
+        condition = Condition.UNKNOWN
     news = condition is not n.master_condition
     n = dataclasses.replace(
         n, term=max(n.term, e.term), last_heartbeat=e.now, master_condition=condition, heartbeats_lost=False

@@ -146,3 +146,16 @@ def test_an_old_master_that_still_says_active_is_alerted_once_and_asked_every_ti
     assert kinds(first) == [Alert, SendShutdown] and first.state.code is Why.OLD_MASTER_ACTIVE
     again = step(LEASED, first.state, dataclasses.replace(report, now=1.02))
     assert kinds(again) == [SendShutdown] and again.transition is None
+
+
+def test_a_master_that_stopped_itself_is_taken_over_once_our_probe_fails() -> None:
+    """Its lease ended (or it was isolated) and nobody claimed: INACTIVE in the slave's own
+    term, nobody serves. A failed probe of ours confirms it, and the slave claims."""
+    watching = node(S, State.STANDBY, term=0, last_heartbeat=0.0)
+    stopped = PeerReport(1.0, 0, State.INACTIVE)
+    s = step(LEASED, watching, stopped)
+    assert s.state.state is State.SUSPECT and s.state.master_condition is Condition.FAILED
+    claimed = step(LEASED, s.state, ProbeResult(1.1, False, "connection refused"))
+    assert claimed.state.state is State.FAILING_OVER and claimed.state.term == 1
+    deposed = step(LEASED, node(S, State.STANDBY, term=2, last_heartbeat=0.0), PeerReport(1.0, 1, State.INACTIVE))
+    assert deposed.state.master_condition is Condition.UNKNOWN  # an old term's INACTIVE: that is just history
