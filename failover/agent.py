@@ -83,7 +83,6 @@ class Agent:
     def __init__(self, config: Config, role: Role, name: str, log: logging.Logger) -> None:
         self.config, self.role, self.name, self.log = config, role, name, log
         self.policy = config.policy()
-        self.tick_every = self.TICK  # rhcd ticks every 50 ms: its ACK deadline and the lease's end are due on a Tick
         self.secret = config.read_secret()  # read once: both hosts change it together, then restart
         self.store = StateStore(config.STATE_DIR, role, config.host_of(role))
         self._events: queue.Queue[tuple[Event, threading.Event | None, list[Answer] | None]] = queue.Queue()
@@ -219,7 +218,7 @@ class Agent:
         last_tick = time.monotonic()
         while not stop.is_set():
             before = time.monotonic()
-            timeout = max(0.0, self.tick_every - (before - last_tick))
+            timeout = max(0.0, self.TICK - (before - last_tick))
             try:
                 event, done, answers = self._events.get(timeout=timeout)
             except queue.Empty:
@@ -244,7 +243,7 @@ class Agent:
             # deadlines are kept even while events stream in (a datagram every beat)
             if isinstance(event, Tick):
                 last_tick = event.now
-            elif time.monotonic() - last_tick >= self.tick_every:
+            elif time.monotonic() - last_tick >= self.TICK:
                 last_tick = time.monotonic()
                 self.process(Tick(last_tick))
             self.publish()

@@ -83,7 +83,8 @@ class BeatLink:
         self._lock = threading.Lock()  # the Stream is not thread-safe: sender and receiver share it
         self._drops = RateLimitedLog(log, interval=1.0, burst=3)
         self._send_errors = RateLimitedLog(log, interval=10.0, burst=1)  # a link down: one line per 10 s
-        self.counts: dict[str, int] = {"sent": 0, "received": 0, "send-error": 0} | dict.fromkeys(DROP_KINDS, 0)
+        self.counts: dict[str, int] = {"sent": 0, "received": 0, "send-error": 0, "receive-error": 0}
+        self.counts |= dict.fromkeys(DROP_KINDS, 0)
         self.last_received: float | None = None  # monotonic
         self.rtt: float | None = None  # seconds from our send to the peer's acknowledgement, the newest
         # report_due(): what the last reported datagram said, and when
@@ -137,7 +138,7 @@ class BeatLink:
             except OSError as e:
                 if stop.is_set():
                     return
-                self._drop("address", f"receive error: {e}")
+                self._drop("receive-error", str(e))
                 time.sleep(0.05)
                 continue
             self.take(data, (str(source[0]), int(source[1])), time.monotonic())

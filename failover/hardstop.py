@@ -20,7 +20,6 @@ from failover.config import Config
 from failover.machine import Role
 from failover.scripts import run_scripts
 from failover.service import pid as service_pid
-from failover.service import process_runs
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -82,10 +81,11 @@ def _service_pid(config: Config) -> int | None:
     """The pid in SERVICE_PIDFILE if its process runs and is not younger than the file: a
     process started after the pid file was written is another one that got a reused pid."""
     pid = service_pid(config, Role.MASTER)
-    if pid is None or config.SERVICE_PIDFILE is None or not process_runs(config, Role.MASTER):
+    if pid is None or config.SERVICE_PIDFILE is None:
         return None
     try:
-        if psutil.Process(pid).create_time() > os.stat(config.SERVICE_PIDFILE).st_mtime + 1.0:
+        process = psutil.Process(pid)
+        if not _running(process) or process.create_time() > os.stat(config.SERVICE_PIDFILE).st_mtime + 1.0:
             return None
     except (psutil.Error, OSError):
         return None

@@ -27,6 +27,7 @@ keeps every client away), and a first start's lease is based on the start, not o
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -50,6 +51,7 @@ PERSIST_EVERY = 0.2  # seconds of lease growth between writes of LEASE_FILE
 IN_SERVICE = frozenset({"UP", "DOWN", "NOLB", "DRAIN", "no"})  # "no check": a server without checks
 
 
+@functools.cache
 def _boot_id() -> str:
     """The kernel's id of this boot: a monotonic reading means nothing to another boot."""
     try:
@@ -69,7 +71,8 @@ def read_lease(path: str) -> float | None:
         with open(path) as f:
             data = json.load(f)
         until = data["until"]
-        if data["boot_id"] != _boot_id() or not _boot_id() or not isinstance(until, int | float):
+        boot = _boot_id()
+        if not boot or data["boot_id"] != boot or not isinstance(until, int | float):
             return None
         return float(until)
     except (OSError, ValueError, KeyError, TypeError):

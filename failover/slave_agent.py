@@ -55,7 +55,7 @@ RETRY = 0.2  # seconds between attempts to reach the master's socketserver while
 
 
 class Rhcd(Agent):
-    TICK = 0.05  # deadlines (the ACK timeout) are checked this often
+    TICK = 0.05  # deadlines (the ACK timeout, the lease's end) are checked this often
 
     def __init__(self, config: Config, log: logging.Logger) -> None:
         super().__init__(config, Role.SLAVE, "rhcd", log)

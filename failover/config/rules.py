@@ -86,18 +86,20 @@ def _witness_rule(v: dict[str, Any]) -> tuple[bool, str]:
     return v["ISOLATION_TIMEOUT"] > cycle, text
 
 
-def _heartbeat_rule(v: dict[str, Any]) -> tuple[bool, str]:
+def _rides_out_lost_datagrams(key: str, v: dict[str, Any]) -> tuple[bool, str]:
     limit = LOST_IN_A_ROW * v["BEAT_INTERVAL"]
-    text = f"HEARTBEAT_TIMEOUT ({v['HEARTBEAT_TIMEOUT']:g}) >= {LOST_IN_A_ROW} x BEAT_INTERVAL = {limit:g}"
-    return v["HEARTBEAT_TIMEOUT"] >= limit - 1e-9, text
+    text = f"{key} ({v[key]:g}) >= {LOST_IN_A_ROW} x BEAT_INTERVAL = {limit:g}"
+    return v[key] >= limit - 1e-9, text
+
+
+def _heartbeat_rule(v: dict[str, Any]) -> tuple[bool, str]:
+    return _rides_out_lost_datagrams("HEARTBEAT_TIMEOUT", v)
 
 
 def _lease_rule(v: dict[str, Any]) -> tuple[bool, str]:
     if not (v.get("LEASE") and v.get("LOAD_BALANCER")):
         return True, ""
-    limit = LOST_IN_A_ROW * v["BEAT_INTERVAL"]
-    text = f"LEASE_TIME ({v['LEASE_TIME']:g}) >= {LOST_IN_A_ROW} x BEAT_INTERVAL = {limit:g}"
-    return v["LEASE_TIME"] >= limit - 1e-9, text
+    return _rides_out_lost_datagrams("LEASE_TIME", v)
 
 
 TIMING_RULES: tuple[TimingRule, ...] = (
