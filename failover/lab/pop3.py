@@ -33,13 +33,23 @@ def dovecot_available() -> bool:
     return os.access(DOVECOT, os.X_OK) and shutil.which("doveconf") is not None
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A loopback TCP port nothing listens on, never one this process handed out before.
+
+    The kernel may give the same free port to two binds in a row (a CI run saw REMOTE_POP3_PORT
+    and MONITOR_PORT_SLAVE get one port), and a port we handed out is free until its user binds."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def make_world_readable_dir(prefix: str) -> str:

@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from failover.lab.pop3 import free_port
 from failover.scripts import stop_group
 
 SSHD = "/usr/sbin/sshd"
@@ -22,9 +23,7 @@ class SshdInstance:
     def __init__(self, directory: str, address: str = "127.0.0.1", port: int = 0) -> None:
         self.dir, self.address = directory, address
         if port == 0:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+            port = free_port()
         self.port = port
         os.makedirs(directory, exist_ok=True)
         for name in ("host_ed25519", "client_ed25519"):
