@@ -62,7 +62,8 @@ CONFIG = {
     #                       RESTART_WINDOW and it failed again (confirmed by one failed probe of the
     #                       slave). The recommended trigger.
     #   communication loss  no contact for HEARTBEAT_TIMEOUT and PROBE_FAILURES failed probes in a
-    #                       row: a dead, frozen or cut-off master. None (the default): on exactly
+    #                       row (with a lease one, asked at half HEARTBEAT_TIMEOUT): a dead,
+    #                       frozen or cut-off master, or a cut either way. None (the default): on exactly
     #                       when the pair has a lease (a LOAD_BALANCER), which makes a partition
     #                       harmless; without one it cannot tell a cut network from a dead host.
     #   normal shutdown     the master's service was stopped cleanly (its pid file removed) by someone
@@ -106,21 +107,26 @@ CONFIG = {
     #   CONTROL_TIMEOUT 1, RESTART_LIMIT 0
     "PROBE_INTERVAL": 5,
     "PROBE_FAILURES": 3,  # consecutive failed probes; 1 is enough when lhcd reports an abnormal shutdown
-    "HEARTBEAT_INTERVAL": 2,
-    "HEARTBEAT_TIMEOUT": 3,  # no contact for this long; at least 5 x BEAT_INTERVAL
+    "HEARTBEAT_INTERVAL": 0.5,  # TCP heartbeats: the fallback when the stream is silent
+    "HEARTBEAT_TIMEOUT": 1,  # no two-way contact for this long; at least 5 x BEAT_INTERVAL
     # The heartbeat stream: a UDP datagram each way every BEAT_INTERVAL, on the control ports'
-    # numbers (open them for UDP between the hosts). Any datagram is contact.
+    # numbers (open them for UDP between the hosts). Contact is two-way: a datagram of the master
+    # counts from when the master last heard the slave, so a one-way cut is a loss of contact.
     "BEAT_INTERVAL": 0.05,
     # With a LOAD_BALANCER the master serves under a lease (LEASE = False turns it off): it kills its
-    # service LEASE_TIME after the last acknowledged datagram or the load balancer's last word that
-    # it is in service (SIGKILL of SERVICE_PIDFILE's process tree, or HARD_STOP_SCRIPTS), verified
-    # within HARD_STOP_TIMEOUT; without an ACK the slave starts only when that has surely happened
-    # ((LEASE_TIME + HARD_STOP_TIMEOUT + 0.1) x 1.01 / 0.99 after HAProxy confirmed the master MAINT).
-    # With a lease, TRIGGER_COMMUNICATION_LOSS is on by default: a dead, cut-off or frozen master
-    # fails over.
+    # service LEASE_TIME after the last acknowledged datagram, or B = max(LEASE_TIME -
+    # HEARTBEAT_TIMEOUT, LEASE_TIME / 4) after the load balancer's last word that it is in service
+    # (asked every B / 4 once acknowledgements stop: a dead slave does not stop it), by SIGKILL of
+    # SERVICE_PIDFILE's process tree or HARD_STOP_SCRIPTS, verified within HARD_STOP_TIMEOUT.
+    # Without an ACK the slave starts only when that has surely happened: (LEASE_TIME +
+    # HARD_STOP_TIMEOUT + margin) x 1.01 / 0.99 after its last datagram to the master that renewed
+    # the lease, and (B + HARD_STOP_TIMEOUT + margin) x 1.01 / 0.99 after HAProxy confirmed the
+    # master MAINT (`failover check` prints the numbers: about 2.2 s after a dead master's last
+    # datagram with these). With a lease, TRIGGER_COMMUNICATION_LOSS is on by default: a dead,
+    # cut-off or frozen master fails over.
     "LEASE": True,
-    "LEASE_TIME": 1.0,
-    "HARD_STOP_TIMEOUT": 1.0,
+    "LEASE_TIME": 1.5,
+    "HARD_STOP_TIMEOUT": 0.5,
     "HARD_STOP_SCRIPTS": [],
     "SHUTDOWN_ACK_TIMEOUT": 60,  # must exceed SCRIPT_TIMEOUT x len(SHUTDOWN_SCRIPTS) + SERVICE_CHECK_TIMEOUT
     "SCRIPT_TIMEOUT": 20,

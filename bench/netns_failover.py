@@ -12,9 +12,10 @@ settings are printed), on a master, a slave and a client with HAProxy (tests/har
    freeze (every master process SIGSTOPped, thawed after the switch), partition (the
    master-slave link down: both still reach HAProxy), cut-m2s and cut-s2m (a relay replaces the
    master-slave link 1 s before; the injection drops every IPv4 frame the master, or the slave,
-   sends on it). cut-s2m must NOT fail over (the slave still hears the master, which keeps its
-   lease on HAProxy's word): it is watched for max(5 s, 2 x HEARTBEAT_TIMEOUT) and counts as
-   correct if nothing moved, the master still serves and the client never got the slave.
+   sends on it: contact is two-way, so both fail over). slave-freeze (every slave process
+   SIGSTOPped: a dead standby) must NOT fail over nor stop the master (it keeps its lease on
+   HAProxy's word): it is watched for max(5 s, 2 x HEARTBEAT_TIMEOUT) and counts as correct if
+   nothing moved, the master still serves and the client never got the slave.
 2. Per trial that fails over: whether the old master's service was verified down before the
    slave's startup scripts ran: the master's first journal entry after the injection with event
    "hard-stop" (reason "verified down") or to INACTIVE, against the slave's first to STARTING
@@ -32,7 +33,7 @@ settings are printed), on a master, a slave and a client with HAProxy (tests/har
    over --cost-seconds (0: skip).
 
     .venv/bin/python bench/netns_failover.py [--trials 5] [--profile fast|default|both]
-        [--injections kill,link-down,freeze,partition,cut-m2s,cut-s2m] [--loss-minutes 1]
+        [--injections kill,link-down,freeze,partition,cut-m2s,cut-s2m,slave-freeze] [--loss-minutes 1]
         [--cost-seconds 20] [--seed 1] [--json]
 """
 
@@ -64,9 +65,9 @@ from tests.harness.relay import LossyLink
 
 M, S = Role.MASTER, Role.SLAVE
 PROFILES: dict[str, dict[str, Any]] = {"default": {}, "fast": TIMINGS}
-INJECTIONS = ("kill", "link-down", "freeze", "partition", "cut-m2s", "cut-s2m")
+INJECTIONS = ("kill", "link-down", "freeze", "partition", "cut-m2s", "cut-s2m", "slave-freeze")
 CUTS = {"cut-m2s": "master", "cut-s2m": "slave"}
-MOVES = ("FAILING_OVER", "FENCING", "STARTING", "STOPPING")  # any of these in cut-s2m is a failure
+MOVES = ("FAILING_OVER", "FENCING", "STARTING", "STOPPING")  # any of these in slave-freeze is a failure
 SHOWN = sorted({*TIMINGS, "LEASE", "RESTART_LIMIT", "ON_ACK_TIMEOUT"})
 
 
@@ -121,6 +122,8 @@ def inject(cluster: Cluster, injection: str, relay: LossyLink | None) -> list[in
         relay.cut_from = CUTS[injection]
     elif injection == "freeze":
         return cluster.net.signal_all("master", signal.SIGSTOP)
+    elif injection == "slave-freeze":
+        return cluster.net.signal_all("slave", signal.SIGSTOP)
     else:
         raise ValueError(f"unknown injection {injection!r}")
     return []
@@ -146,7 +149,7 @@ def largest_gap(times: list[float], start: float, end: float) -> float:
 
 
 def watch_no_failover(cluster: Cluster, poller: ClientPoller, injected: float, window: float) -> dict[str, Any]:
-    """cut-s2m: nothing may move for `window` s; the master serves on through HAProxy."""
+    """slave-freeze: nothing may move for `window` s; the master serves on through HAProxy."""
     pair = cluster.pair
     moved: list[dict[str, Any]] = []
     while time.monotonic() - injected < window and not moved:
@@ -193,7 +196,7 @@ def trial(profile: str, injection: str, rng: random.Random) -> dict[str, Any]:
             time.sleep(1.0 + rng.uniform(0, float(timing["PROBE_INTERVAL"])))
             injected = time.monotonic()
             frozen = inject(cluster, injection, relay)
-            if injection == "cut-s2m":
+            if injection == "slave-freeze":
                 return watch_no_failover(cluster, poller, injected, max(5.0, 2 * float(timing["HEARTBEAT_TIMEOUT"])))
             cluster.pair.wait_for(S, ("ACTIVE", "FAILED"), timeout=900)
             end = time.monotonic() + 10
@@ -322,7 +325,7 @@ def cost(seconds: float) -> list[dict[str, Any]]:
 def summary(profile: str, injection: str, results: list[dict[str, Any]], errors: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {"profile": profile, "injection": injection, "trials": len(results) + len(errors)}
     row["errors"] = errors
-    if injection == "cut-s2m":
+    if injection == "slave-freeze":
         row["correct"] = sum(1 for r in results if r["ok"])
         row["master_gap"] = max((r["master_gap"] for r in results), default=None)
         row["window"] = results[0]["window"] if results else None
@@ -359,11 +362,11 @@ def print_rows(rows: list[dict[str, Any]], costs: list[dict[str, Any]], profiles
         f"the slave through HAProxy; client every 20 ms; seed {seed}"
     )
     print(
-        f"{'profile':8} {'injection':10} {'n':>2} {'min':>7} {'median':>7} {'p95':>7} {'max':>7}  "
+        f"{'profile':8} {'injection':12} {'n':>2} {'min':>7} {'median':>7} {'p95':>7} {'max':>7}  "
         f"{'M down<S start':14} {'min margin':>10} {'M down at end':13} {'M answers after':>15}"
     )
     for r in rows:
-        head = f"{r['profile']:8} {r['injection']:10} {r.get('trials', 0):>2}"
+        head = f"{r['profile']:8} {r['injection']:12} {r.get('trials', 0):>2}"
         errors = f"  ERRORS {len(r['errors'])}" if r.get("errors") else ""
         if "claims" in r:
             per = 1 / max(r["minutes"], 1e-9)
@@ -374,7 +377,7 @@ def print_rows(rows: list[dict[str, Any]], costs: list[dict[str, Any]], profiles
                 + (f"; median {r['median_to_first']:.1f} s to the first" if r["median_to_first"] is not None else "")
                 + f"; lowest lease left seen {_f(r['min_lease_left'], 0)} s"
             )
-        elif r["injection"] == "cut-s2m":
+        elif r["injection"] == "slave-freeze":
             verdict = "no failover (correct)" if r["correct"] == r["trials"] else "FAILED"
             print(
                 f"{head}  {verdict}: {r['correct']}/{r['trials']} trials correct over {r['window'] or 0:.0f} s each; "

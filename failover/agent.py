@@ -218,7 +218,7 @@ class Agent:
         last_tick = time.monotonic()
         while not stop.is_set():
             before = time.monotonic()
-            timeout = max(0.0, self.TICK - (before - last_tick))
+            timeout = max(0.0, min(self.TICK - (before - last_tick), self._until_due(before)))
             try:
                 event, done, answers = self._events.get(timeout=timeout)
             except queue.Empty:
@@ -243,10 +243,16 @@ class Agent:
             # deadlines are kept even while events stream in (a datagram every beat)
             if isinstance(event, Tick):
                 last_tick = event.now
-            elif time.monotonic() - last_tick >= self.TICK:
+            elif time.monotonic() - last_tick >= self.TICK or self._until_due(time.monotonic()) == 0:
                 last_tick = time.monotonic()
                 self.process(Tick(last_tick))
             self.publish()
+
+    def _until_due(self, now: float) -> float:
+        """Seconds to the moment the node waits for (the master's lease surely over), so that
+        a Tick comes then rather than up to TICK later; TICK when it waits for none."""
+        due = self.node.lease_gone_at
+        return self.TICK if due is None else max(0.0, due - now)
 
     def process(self, event: Event) -> None:
         pending = [event]
@@ -322,7 +328,13 @@ class Agent:
             return LoadBalancerDone(time.monotonic(), what, False, str(e))
         self.log.info("load balancer: %s", detail)
         fenced = action.role if isinstance(action, LbFence) else None  # read back MAINT: confirmed
-        return LoadBalancerDone(time.monotonic(), what, True, detail, fenced)
+        now = time.monotonic()
+        return LoadBalancerDone(now, what, True, detail, fenced, self.granted_receipt())
+
+    def granted_receipt(self) -> float | None:
+        """The stream's last grant of a lease (heartbeat.py's g), read after a fence; None: this
+        agent grants none (the master) or has no stream."""
+        return None
 
     def script_env(
         self, kind: str, transition: Transition | None = None, node: NodeState | None = None

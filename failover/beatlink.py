@@ -4,9 +4,10 @@ argument; this module only moves bytes and counts).
 
 Each end binds UDP on its own control port's number (MONITOR_PORT on the master,
 MONITOR_PORT_SLAVE on the slave: the TCP control servers keep their TCP ports) and sends from
-that socket, so the peer can check the source address and port. Contact is any datagram the
-window accepts: with 20 a second, a lossy or slow link still gives contact many times over
-before HEARTBEAT_TIMEOUT, where one lost SYN of a TCP heartbeat cost a second.
+that socket, so the peer can check the source address and port. Contact is a datagram the
+window accepts that says its sender hears us (failover.machine.lease.heard): with 20 a second,
+a lossy or slow link still gives contact many times over before HEARTBEAT_TIMEOUT, where one
+lost SYN of a TCP heartbeat cost a second. One thread per end sends and receives (`run`).
 
 Bad datagrams (wrong source, size, magic, version, MAC, fields, replays, reflections, a new
 sender not yet proven) are dropped, counted by kind and logged at most once per second per kind.
@@ -37,8 +38,9 @@ from failover.machine import Condition, NodeState, Role, State
 from failover.machine.lease import grants_lease
 from failover.ratelimit import RateLimitedLog
 
-RECEIVE_WAKEUP = 0.5  # seconds: how often a quiet receiver looks at its stop flag
-REPORT_EVERY = 0.1  # seconds: at most this stale is the contact the decision loop knows of
+RECEIVE_WAKEUP = 0.5  # seconds: the longest wait in the socket (the stop flag is looked at between)
+REPORT_EVERY = 0.1  # seconds: at most this stale is the contact the slave's decision loop knows of
+MASTER_REPORT_EVERY = 0.5  # the master's, at most a quarter of ISOLATION_TIMEOUT
 DROP_KINDS = ("address", "size", "magic", "version", "mac", "field", "reflected", "replayed", "unknown-sender")
 
 
@@ -69,6 +71,7 @@ class BeatLink:
         self.config, self.role, self.log, self.node, self.on_beat = config, role, log, node, on_beat
         self.key = stream_key(secret)
         self.stream = Stream(role, secrets.token_bytes(8), fresh=config.LEASE_TIME)
+        self.started = time.monotonic()  # our predecessor granted nothing after this
         own = (config.host_of(role), config.monitor_port_of(role))
         try:
             self.peer = _address(config.host_of(role.peer), config.monitor_port_of(role.peer))
@@ -79,7 +82,6 @@ class BeatLink:
                 f"heartbeat stream: cannot bind UDP {own[0]}:{own[1]} or resolve the {role.peer} "
                 f"{config.host_of(role.peer)} ({e}); the stream needs the control port's number free for UDP"
             ) from e
-        self.sock.settimeout(RECEIVE_WAKEUP)
         self._lock = threading.Lock()  # the Stream is not thread-safe: sender and receiver share it
         self._drops = RateLimitedLog(log, interval=1.0, burst=3)
         self._send_errors = RateLimitedLog(log, interval=10.0, burst=1)  # a link down: one line per 10 s
@@ -88,7 +90,12 @@ class BeatLink:
         self.last_received: float | None = None  # monotonic
         self.rtt: float | None = None  # seconds from our send to the peer's acknowledgement, the newest
         # report_due(): what the last reported datagram said, and when
-        self.report_every = min(REPORT_EVERY, config.HEARTBEAT_TIMEOUT / 10)  # silence is judged to 10 %
+        # The slave judges silence from these reports, to 20 % of HEARTBEAT_TIMEOUT; the master
+        # only keeps contact for its isolation rule (news, such as a claim, always goes at once).
+        if role is Role.SLAVE:
+            self.report_every = min(REPORT_EVERY, config.HEARTBEAT_TIMEOUT / 5)
+        else:
+            self.report_every = min(MASTER_REPORT_EVERY, config.ISOLATION_TIMEOUT / 4)
         self._reported: tuple[int, State, Condition] | None = None
         self._reported_at = 0.0
         self._last_health = (time.monotonic(), 0, 0, 0)  # when health() was last asked; sent, received, peer seq
@@ -96,40 +103,26 @@ class BeatLink:
     def close(self) -> None:
         self.sock.close()
 
-    # ------------------------------------------------------------------ sending
+    # ------------------------------------------------------------------ the loop
 
-    def send_loop(self, stop: threading.Event) -> None:
-        """A datagram every BEAT_INTERVAL, on a fixed schedule (a late one is not made up for)."""
+    def run(self, stop: threading.Event) -> None:
+        """One thread sends and receives: a datagram every BEAT_INTERVAL on a fixed schedule (a
+        late one is not made up for), and the peer's as they come, waiting in the socket itself
+        (a thread wakeup costs more than the datagram: one thread, no Event in between). The
+        slave answers a datagram of the master at once when its own last one is half an interval
+        old or more: the master's lease is renewed a beat sooner, and the slave's schedule follows
+        the master's, so it wakes once per exchange instead of twice."""
         interval = self.config.BEAT_INTERVAL
+        echo = self.role is Role.SLAVE
         due = time.monotonic()
+        last_sent = -interval
         while not stop.is_set():
-            self.send_one()
-            due += interval
             now = time.monotonic()
-            if due < now:  # fell behind (a pause): start the schedule again from now
-                due = now + interval
-            stop.wait(due - now)
-
-    def send_one(self) -> None:
-        node = self.node()
-        condition = node.condition if self.role is Role.MASTER else Condition.UNKNOWN
-        # The state is read again AFTER the acknowledgement was chosen (heartbeat.py, point 2): a
-        # slave that has claimed by then grants nothing, whatever the beat acknowledges.
-        with self._lock:
-            beat = self.stream.next_beat(
-                time.monotonic(), node.term, node.state, condition, lambda: grants_lease(self.node())
-            )
-        try:
-            self.sock.sendto(encode(self.key, beat), self.peer)
-            self.counts["sent"] += 1
-        except OSError as e:  # no route (a link down): the peer's silence tells the rest
-            self.counts["send-error"] += 1
-            self._send_errors.log("send-error", logging.WARNING, "heartbeat datagram to %s:%d: %s", *self.peer, e)
-
-    # ------------------------------------------------------------------ receiving
-
-    def receive_loop(self, stop: threading.Event) -> None:
-        while not stop.is_set():
+            if now >= due:
+                self.send_one()
+                last_sent, due = now, max(due + interval, now)
+                continue
+            self.sock.settimeout(min(due - now, RECEIVE_WAKEUP))
             try:
                 data, source = self.sock.recvfrom(SIZE + 1)  # one byte more: an oversized one shows
             except TimeoutError:
@@ -139,9 +132,35 @@ class BeatLink:
                 if stop.is_set():
                     return
                 self._drop("receive-error", str(e))
-                time.sleep(0.05)
+                stop.wait(0.05)
                 continue
-            self.take(data, (str(source[0]), int(source[1])), time.monotonic())
+            now = time.monotonic()
+            taken = self.take(data, (str(source[0]), int(source[1])), now)
+            if echo and taken is not None and now - last_sent >= interval / 2:
+                self.send_one()
+                last_sent, due = now, now + interval
+
+    def send_one(self) -> None:
+        node = self.node()
+        condition = node.condition if self.role is Role.MASTER else Condition.UNKNOWN
+        # The state is read again AFTER the acknowledgement was chosen (heartbeat.py, point 2): a
+        # slave that has claimed by then grants nothing, whatever the beat acknowledges.
+        with self._lock:
+            beat = self.stream.next_beat(
+                time.monotonic(),
+                node.term,
+                node.state,
+                condition,
+                lambda: grants_lease(self.node(), self.stream.peer_silent, self.config.HEARTBEAT_TIMEOUT),
+            )
+        try:
+            self.sock.sendto(encode(self.key, beat), self.peer)
+            self.counts["sent"] += 1
+        except OSError as e:  # no route (a link down): the peer's silence tells the rest
+            self.counts["send-error"] += 1
+            self._send_errors.log("send-error", logging.WARNING, "heartbeat datagram to %s:%d: %s", *self.peer, e)
+
+    # ------------------------------------------------------------------ receiving
 
     def take(self, data: bytes, source: tuple[str, int], now: float) -> Received | None:
         """Judge one datagram; the accepted one is handed to on_beat."""
@@ -161,6 +180,13 @@ class BeatLink:
             self.rtt = now - received.acked_sent_at
         self.on_beat(received, now)
         return received
+
+    def granted_receipt(self) -> float:
+        """When we accepted the newest beat we acknowledged with a grant (heartbeat.py's g),
+        else when this link was made: a predecessor's grants all came before."""
+        with self._lock:
+            granted = self.stream.granted_at
+        return self.started if granted is None else granted
 
     def report_due(self, beat: Beat, now: float) -> bool:
         """Whether this datagram should reach the decision loop: what it says changed, or the

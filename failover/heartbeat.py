@@ -2,10 +2,11 @@
 protection, and the lease arithmetic. Nothing here reads a socket or a clock: callers pass bytes
 and monotonic readings.
 
-The datagram (network byte order, 76 bytes, far under one MTU, so never fragmented):
+The datagram (network byte order, 79 bytes, far under one MTU, so never fragmented):
 
     magic "FOHB" | version u8 | sender role u8 | sender id 8 bytes | seq u64 | term u32 |
-    state u8 | condition u8 | acked sender id 8 bytes | acked seq u64 | flags u8 | HMAC-SHA256 32
+    state u8 | condition u8 | acked sender id 8 bytes | acked seq u64 | flags u8 |
+    silent ms u16 | HMAC-SHA256 32
 
 - The HMAC key is derived from SECRET_FILE with its own purpose label, so it never equals a key
   of the TCP control channel, and a datagram can never pass for a control message or back.
@@ -20,44 +21,60 @@ The datagram (network byte order, 76 bytes, far under one MTU, so never fragment
 - Each datagram acknowledges the newest sequence number it holds from the peer: the master
   learns which of its heartbeats the slave received, which is what its lease is built on. An
   acknowledgement renews the lease only when its datagram carries GRANTS_LEASE: the slave sets
-  it only while it watches (`failover.machine.lease.grants_lease`), never once it has claimed a
-  term, so no acknowledgement sent after the claim can extend the master's lease.
+  it only while it watches and the master hears it (`failover.machine.lease.grants_lease`),
+  never once it has claimed a term, so no acknowledgement sent after the claim can extend the
+  master's lease.
+- "silent ms" says how long the sender has accepted nothing from the peer (65535: a minute or
+  more, or never). Contact is two-way: the slave counts a datagram of the master as contact
+  only from the moment the master last heard the slave (`failover.machine.lease.heard`), so a one-way cut either
+  way is a loss of contact, and the same failover follows as for a cut link.
 
 The lease (used only with a LOAD_BALANCER: it is the arbiter that both hosts can ask). Write
-L = LEASE_TIME, H = HARD_STOP_TIMEOUT, m = the margin (how often the master's lease guard looks,
-plus its scheduling slack), rho = the bound on how far either host's monotonic clock rate may
-differ from real time (DRIFT), and W = (L + H + m) x (1 + rho) / (1 - rho) (`takeover_wait`).
+L = LEASE_TIME, B = the load balancer's lease (`LeaseTimes.lb_lease`), H = HARD_STOP_TIMEOUT,
+m = the margin (the master's guard's scheduling slack), rho = the bound on how far either
+host's monotonic clock rate may differ from real time (DRIFT), and W(x) = (x + H + m) x
+(1 + rho) / (1 - rho) (`takeover_wait`).
 
 1. The master renews its lease in two ways only, each from a moment called its base:
    a. a datagram of the slave that carries GRANTS_LEASE acknowledges one of the master's
-      heartbeats: the base is the master's own send time of that heartbeat;
-   b. a read of the load balancer, begun at the base, shows the master's server not in MAINT.
-   (A new lhcd also starts with a lease from its start, revoked by its first read of the load
-   balancer if that shows MAINT: failover/lease_guard.py says why that exception is needed and
-   what it covers.) The lease ends at base + L on the master's clock (`lease_end`). When it ends, the master's
-   guard kills the service hard (within m of the end) and verifies it down within H.
-   In real time the service is down within (L + H + m) / (1 - rho) after the base.
+      heartbeats: the base is the master's own send time of that heartbeat; the lease then
+      runs to base + L;
+   b. a read of the load balancer, begun at the base, shows the master's server not in MAINT:
+      the lease runs to base + B (B is short: the master asks every B / 4 while it needs to).
+   (A new lhcd also starts with a lease of B from its start, revoked by its first read of the
+   load balancer if that shows MAINT; its base, the start, is before f like a read's, or it
+   heard the load balancer's MAINT: failover/lease_guard.py says why that exception is needed.)
+   When the lease ends (`lease_end`), the master's guard kills the service hard (within m of
+   the end) and verifies it down within H. In real time the service is down
+   within (x + H + m) / (1 - rho) after a base that gave x.
 2. The slave, when it claims a term (real moment k), stops granting: no datagram it sends from
    then on carries GRANTS_LEASE (the sender reads the slave's state after it has computed the
    acknowledgement, so an acknowledgement sent after k names a heartbeat received before k).
-   It then fences the master at the load balancer, confirmed at the real moment f > k.
-3. Every base is before f in real time: a granted acknowledgement names a heartbeat that was
-   sent before it was received, hence before k < f, whatever the loss, delay, duplication,
-   reordering or one-way cut; and a read of the load balancer begun after f shows MAINT.
-4. The slave starts without an ACK only when its own clock has advanced W past its reading
-   taken after the confirmation (`takeover_at`): at least W / (1 + rho) = (L + H + m) / (1 - rho)
-   after f in real time. By 1 and 3, the master's service is down by then.
+   The stream keeps g: its own receive time of the newest heartbeat it acknowledged with
+   GRANTS_LEASE (a daemon that granted nothing yet takes its own start: its predecessor's
+   grants all came before). The slave then fences the master at the load balancer, confirmed at
+   the real moment f > k, and reads g after that.
+3. A granted acknowledgement names a heartbeat that was sent before the slave received it,
+   hence before g, whatever the loss, delay, duplication, reordering or one-way cut. A read of
+   the load balancer that renewed was begun before f (one begun after f shows MAINT).
+4. The slave starts without an ACK only when its own clock has passed both g + W(L) and f + W(B)
+   (`failover.machine.lease.service_down_at`; g and f as its own readings taken at or after those moments). By 1 and 3,
+   the master's service is down by then.
 So the service never runs on both hosts, under any network fault, provided the clock rates stay
-within rho and the master's guard runs at least every m seconds. A master that loses the slave
-keeps its lease through the load balancer, so a dead slave never stops it. A master that
+within rho and the master's guard runs within m of its lease's end. A master that loses the
+slave keeps its lease through the load balancer, so a dead slave never stops it. A master that
 reaches neither loses its lease and stops: then the slave starts only if it can fence at the
-load balancer. `failover check` shows W with the configured numbers.
+load balancer. As the slave fences HEARTBEAT_TIMEOUT (D) after its last contact or later, and
+B <= L - D, f + W(B) comes no later than g + W(L) whenever g is the last contact: a cut master
+fails over W(L) after its last datagram, not after the fence plus a full lease.
+`failover check` shows W(L) and W(B) with the configured numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,13 +83,14 @@ from failover.errors import FailoverError
 from failover.machine.model import MAX_TERM, Condition, Role, State
 
 MAGIC = b"FOHB"
-VERSION = 1
+VERSION = 2  # 2: the silent ms field
 SENDER_BYTES = 8
-_HEAD = struct.Struct("!4sBB8sQIBB8sQB")
+_HEAD = struct.Struct("!4sBB8sQIBB8sQBH")
 MAC_BYTES = 32
 SIZE = _HEAD.size + MAC_BYTES
 KEY_LABEL = b"failover heartbeat stream v1"
 GRANTS_LEASE = 0x01  # flags: this datagram's acknowledgement renews the master's lease
+SILENT_MAX_MS = 65535  # "silent ms" saturates: a minute or more, or nothing accepted yet
 FRESH_ACKS = 1024  # how many of our own recent send times are kept (RTT, lease, handshake)
 
 # Codes on the wire, written out so that reordering an enum never changes the protocol.
@@ -131,6 +149,7 @@ class Beat:
     acked_sender: bytes  # the peer's sender id this acknowledges (zeros: none yet)
     acked_seq: int
     flags: int = 0
+    silent_ms: int = 0  # how long the sender had accepted nothing from the peer
 
     def __post_init__(self) -> None:
         if len(self.sender) != SENDER_BYTES or len(self.acked_sender) != SENDER_BYTES:
@@ -141,6 +160,14 @@ class Beat:
             raise ValueError(f"term must be within 0..{MAX_TERM}")
         if not 0 <= self.flags < 256:
             raise ValueError("flags is one byte")
+        if not 0 <= self.silent_ms <= SILENT_MAX_MS:
+            raise ValueError("silent ms is unsigned 16-bit")
+
+    @property
+    def silent(self) -> float:
+        """Seconds the sender had heard nothing from us; SILENT_MAX_MS (a minute or more, or
+        never) is infinite, so that no HEARTBEAT_TIMEOUT takes it for contact."""
+        return math.inf if self.silent_ms == SILENT_MAX_MS else self.silent_ms / 1000
 
 
 def encode(key: bytes, beat: Beat) -> bytes:
@@ -156,12 +183,15 @@ def encode(key: bytes, beat: Beat) -> bytes:
         beat.acked_sender,
         beat.acked_seq,
         beat.flags,
+        beat.silent_ms,
     )
     return head + hmac.new(key, head, hashlib.sha256).digest()
 
 
 def decode(key: bytes, data: bytes) -> Beat:
     """The authenticated content of a datagram; DatagramError for anything else."""
+    if len(data) >= 5 and data[:4] == MAGIC and data[4] != VERSION:  # a peer of another version
+        raise DatagramError("version", f"version {data[4]}, not {VERSION}: the peer runs another failover")
     if len(data) != SIZE:
         raise DatagramError("size", f"{len(data)} bytes, not {SIZE}")
     head, mac = data[: _HEAD.size], data[_HEAD.size :]
@@ -169,12 +199,12 @@ def decode(key: bytes, data: bytes) -> Beat:
         raise DatagramError("magic", "not a heartbeat datagram")
     if not hmac.compare_digest(mac, hmac.new(key, head, hashlib.sha256).digest()):
         raise DatagramError("mac", "bad MAC: forged, altered, or signed with another secret")
-    _, version, role, sender, seq, term, state, condition, acked_sender, acked_seq, flags = _HEAD.unpack(head)
-    if version != VERSION:
-        raise DatagramError("version", f"version {version}, not {VERSION}")
+    _, _, role, sender, seq, term, state, condition, acked_sender, acked_seq, flags, silent = _HEAD.unpack(head)
     if role not in _ROLES or state not in _STATES or condition not in _CONDITIONS or term > MAX_TERM:
         raise DatagramError("field", f"unknown role {role}, state {state}, condition {condition} or term {term}")
-    return Beat(_ROLES[role], sender, seq, term, _STATES[state], _CONDITIONS[condition], acked_sender, acked_seq, flags)
+    return Beat(
+        _ROLES[role], sender, seq, term, _STATES[state], _CONDITIONS[condition], acked_sender, acked_seq, flags, silent
+    )
 
 
 @dataclass(frozen=True)
@@ -201,6 +231,9 @@ class Stream:
         self._sent: dict[int, float] = {}  # our seq -> monotonic send time (the newest FRESH_ACKS)
         self.peer_sender: bytes | None = None  # the believed sender id of the peer
         self.peer_seq = 0  # the newest seq accepted from it
+        self.peer_seq_at: float | None = None  # when we accepted it (monotonic)
+        self.peer_silent = math.inf  # what its newest datagram said of its silence (nothing yet: never)
+        self.granted_at: float | None = None  # when we accepted the newest beat we acknowledged with a grant
         self._candidate: tuple[bytes, int] | None = None  # a new sender id we echo but do not believe yet
 
     def next_beat(
@@ -208,13 +241,26 @@ class Stream:
     ) -> Beat:
         """Our next datagram's content; `now` is remembered as its send time. `grant()`, asked
         AFTER the acknowledgement is chosen (point 2 above): whether this acknowledgement renews
-        the peer's lease (the slave, while it watches and has claimed nothing)."""
+        the peer's lease (the slave, while it watches and has claimed nothing); a grant of the
+        believed peer's beat is remembered in `granted_at` (point 2's g)."""
         self._seq += 1
         self._sent[self._seq] = now
         self._sent.pop(self._seq - FRESH_ACKS, None)
         acked_sender, acked_seq = self._acknowledged()
-        flags = GRANTS_LEASE if grant() else 0
-        return Beat(self.role, self.sender, self._seq, term, state, condition, acked_sender, acked_seq, flags)
+        flags = 0
+        if grant():
+            flags = GRANTS_LEASE
+            if acked_sender == self.peer_sender and acked_seq == self.peer_seq:
+                self.granted_at = self.peer_seq_at
+            elif self._candidate is not None:  # echoing a newcomer: what it acknowledges came by now
+                self.granted_at = now
+        if self.peer_seq_at is None:
+            silent_ms = SILENT_MAX_MS
+        else:
+            silent_ms = min(SILENT_MAX_MS, max(0, round((now - self.peer_seq_at) * 1000)))
+        return Beat(
+            self.role, self.sender, self._seq, term, state, condition, acked_sender, acked_seq, flags, silent_ms
+        )
 
     def _acknowledged(self) -> tuple[bytes, int]:
         if self._candidate is not None:  # echo the newcomer so that it can prove it hears us
@@ -238,12 +284,14 @@ class Stream:
                     self._candidate = (beat.sender, beat.seq)
                 raise DatagramError("unknown-sender", "a new sender id, not yet proven fresh: echoing it")
             self.peer_sender, self.peer_seq, self._candidate = beat.sender, beat.seq, None
+            self.peer_seq_at, self.peer_silent = now, beat.silent
         elif beat.seq <= self.peer_seq:
             raise DatagramError("replayed", f"seq {beat.seq} is not newer than {self.peer_seq}")
         else:
             # the believed peer speaks: a candidate that never proved itself (a stale or replayed
             # datagram of an earlier start) must not keep taking the acknowledgements from it
             self.peer_seq, self._candidate = beat.seq, None
+            self.peer_seq_at, self.peer_silent = now, beat.silent
         acked = self._sent.get(beat.acked_seq) if beat.acked_sender == self.sender else None
         return Received(beat, acked)
 
@@ -254,29 +302,41 @@ class Stream:
 
 @dataclass(frozen=True)
 class LeaseTimes:
-    """LEASE_TIME, HARD_STOP_TIMEOUT, the clock-rate bound and the scheduling margin (seconds)."""
+    """LEASE_TIME, HARD_STOP_TIMEOUT, the load balancer's lease, the clock-rate bound and the
+    scheduling margin (seconds). `for_config` derives the last three."""
 
     lease: float
     hard_stop: float
+    lb_lease: float = 0.0  # 0: the lease itself
     drift: float = 0.01  # rho: each monotonic clock within 1 % of real time
-    margin: float = 0.1  # the master's guard looks at its lease at least this often (slack included)
+    margin: float = 0.1  # the master's guard acts within this of its lease's end (slack included)
 
     def __post_init__(self) -> None:
         if not (self.lease > 0 and self.hard_stop > 0 and 0 <= self.drift < 0.5 and self.margin >= 0):
             raise ValueError(f"bad lease times {self}")
+        if not 0 <= self.lb_lease <= self.lease:
+            raise ValueError(f"the load balancer's lease must be within 0..LEASE_TIME, got {self.lb_lease}")
+        if self.lb_lease == 0:
+            object.__setattr__(self, "lb_lease", self.lease)
+
+    @classmethod
+    def for_config(cls, lease: float, hard_stop: float, heartbeat_timeout: float) -> LeaseTimes:
+        """B = LEASE_TIME - HEARTBEAT_TIMEOUT (the slave fences no sooner after its last contact,
+        so a longer B would only delay its start), at least a quarter of LEASE_TIME; the margin
+        (the guard thread wakes at the lease's end: the margin is its wakeup's lateness) a
+        twentieth of LEASE_TIME, within 0.02..0.1 s."""
+        margin = min(0.1, max(0.02, lease / 20))
+        return cls(lease, hard_stop, max(lease - heartbeat_timeout, lease / 4), margin=margin)
 
 
-def lease_end(acked_sent_at: float, times: LeaseTimes) -> float:
-    """Master: the monotonic time its lease ends, given the send time of the newest acknowledged heartbeat."""
-    return acked_sent_at + times.lease
+def lease_end(base: float, times: LeaseTimes, by_load_balancer: bool = False) -> float:
+    """Master: the monotonic time its lease ends, given a renewal's base (the send time of the
+    newest acknowledged heartbeat, or the start of a read of the load balancer)."""
+    return base + (times.lb_lease if by_load_balancer else times.lease)
 
 
-def takeover_wait(times: LeaseTimes) -> float:
-    """Slave: how long after the load balancer confirmed the master's server MAINT (its clock)
-    it must wait to start without an ACK."""
-    return (times.lease + times.hard_stop + times.margin) * (1 + times.drift) / (1 - times.drift)
-
-
-def takeover_at(fenced_at: float, times: LeaseTimes) -> float:
-    """Slave: the monotonic time from which the master's service is known to be down."""
-    return fenced_at + takeover_wait(times)
+def takeover_wait(times: LeaseTimes, by_load_balancer: bool = False) -> float:
+    """Slave: W(L), or W(B) for the load balancer: how long after its last grant (after the load
+    balancer confirmed the master's server MAINT) it must wait to start without an ACK."""
+    held = times.lb_lease if by_load_balancer else times.lease
+    return (held + times.hard_stop + times.margin) * (1 + times.drift) / (1 - times.drift)

@@ -3,17 +3,21 @@ argument), and this is what makes it so.
 
 - `renew()` takes a new lease end; the stream calls it for every granted acknowledgement. The
   end is written to STATE_DIR/lhcd.lease.json (with the kernel's boot id) for the next lhcd.
-- `renew_loop` asks the load balancer, once acknowledgements have not renewed the lease for a
-  quarter of it, whether this master's server is still in service (UP, DOWN, NOLB, DRAIN); a
-  read begun before the slave's fence renews from the moment the read began. So a dead or
-  stopped slave never stops a master that the load balancer still sends clients to.
+- `renew_loop` asks the load balancer, once less than the load balancer's lease B is left
+  (acknowledgements have stopped renewing it), every B / 4, whether this master's server is
+  still in service (UP, DOWN, NOLB, DRAIN); a read begun before the slave's fence renews to
+  the moment the read began + B. So a dead or stopped slave never stops a master that the load
+  balancer still sends clients to, as long as the load balancer answers: one that does not
+  answer for B ends the lease (each read may take at most B / 2).
 - `guard_loop`, in a thread of its own (a decision loop busy with a restart script cannot delay
   it), wakes at the lease's end: if it has ended while the service may run, it tells the machine
   (LeaseExpired: STOPPING, then INACTIVE), kills the service hard (failover/hardstop.py), then
   journals it (a full disk cannot delay the kill). It kills again whatever runs while the lease
   stays ended.
 
-The start. A first lhcd of this boot holds a lease of LEASE_TIME from its start; one that was
+The start. A first lhcd of this boot holds a lease of B (the load balancer's) from its start:
+its base, the start, may come just before the slave's fence, and the slave waits out B from the
+fence but a full LEASE_TIME only from its own last grant, which may be long before. One that was
 restarted (its predecessor's lease file is there) holds no more than its predecessor did, so a
 crash and respawn never stretch a lease the slave may be waiting out. Either way `renew_loop`
 reads the load balancer at once: this server MAINT there (the slave fenced it) revokes the start
@@ -22,7 +26,7 @@ ended, the guard waits for that first read (at most the load balancer's timeout)
 kills, so that a respawn on a healthy pair does not kill a service the load balancer still
 sends clients to. The one window the argument of heartbeat.py does not cover: while lhcd itself
 is down or frozen, nothing enforces the lease (the slave's fence at the load balancer still
-keeps every client away), and a first start's lease is based on the start, not on a renewal.
+keeps every client away).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from failover.ratelimit import RateLimitedLog
 from failover.state import atomic_write
 
 LEASE_FILE = "lhcd.lease.json"  # the lease's end, for the next lhcd of the same boot
-PERSIST_EVERY = 0.2  # seconds of lease growth between writes of LEASE_FILE
+PERSIST_EVERY = 0.5  # seconds of lease growth between writes of LEASE_FILE (a lag only shortens)
 # HAProxy's words for a server it may send clients to, or that only its health checks hold
 # back: renewals. MAINT (any kind), an unknown word or no answer renew nothing.
 IN_SERVICE = frozenset({"UP", "DOWN", "NOLB", "DRAIN", "no"})  # "no check": a server without checks
@@ -95,7 +99,9 @@ class LeaseGuard:
         self.path = os.path.join(config.STATE_DIR, LEASE_FILE)
         self.node, self.submit, self.note, self.env = node, submit, note, env
         self._lock = threading.Lock()
-        self.until = time.monotonic() + times.lease  # the start's lease (see the module docstring)
+        # the start's lease (see the module docstring): B, the load balancer's, since its base (the
+        # start) may come just before the slave's fence, which covers B only (heartbeat.py, point 4)
+        self.until = time.monotonic() + times.lb_lease
         self.renewed_by = "start"
         self._start_lease = True  # until the first read of the load balancer or renewal
         self._first_read = threading.Event()  # renew_loop's first read of the load balancer is done
@@ -112,11 +118,12 @@ class LeaseGuard:
         if previous is not None and previous < self.until:
             self.until, self.renewed_by = previous, "the previous lhcd (restarted)"
 
-    def renew(self, base: float, how: str) -> None:
+    def renew(self, base: float, how: str, by_load_balancer: bool = False) -> None:
         """A renewal from `base` (a monotonic reading at or before the proof): the lease runs to
-        base + LEASE_TIME unless it already runs longer. Written down (at most every
-        PERSIST_EVERY: the file may lag, which only makes a restart's lease shorter)."""
-        end = lease_end(base, self.times)
+        base + LEASE_TIME (base + B for a read of the load balancer) unless it already runs
+        longer. Written down (at most every PERSIST_EVERY: the file may lag, which only makes a
+        restart's lease shorter)."""
+        end = lease_end(base, self.times, by_load_balancer)
         with self._lock:
             self._start_lease = False
             if end > self.until:
@@ -147,19 +154,22 @@ class LeaseGuard:
     # ------------------------------------------------------------------ renewal by the load balancer
 
     def renew_loop(self, stop: threading.Event) -> None:
-        lb, ask_below = self.lb, self.times.lease * 3 / 4
+        lb, ask_below = self.lb, self.times.lb_lease
         if lb is None:
             self._first_read.set()
             return
         maint = False
-        first = True
-        while first or not stop.wait(self.times.lease / 8):
-            first = False
-            if self.left(time.monotonic()) > ask_below and not self._start_lease:
-                continue  # acknowledgements keep it: no need to ask
+        wait = 0.0
+        while not stop.wait(wait):
+            wait = ask_below / 4
+            left = self.left(time.monotonic())
+            if left > ask_below and not self._start_lease:
+                # acknowledgements keep it: a read would not lengthen it; look again when it could
+                wait = max(wait, left - ask_below)
+                continue
             begun = time.monotonic()
             try:
-                status = lb.status(Role.MASTER)
+                status = lb.status(Role.MASTER, timeout=ask_below / 2)
             except LoadBalancerError as e:
                 self._rate.log("lb", logging.WARNING, "lease: cannot ask the load balancer: %s", e)
                 self._revoke_start_lease(begun, f"the load balancer does not answer ({e})", silent=True)
@@ -174,7 +184,7 @@ class LeaseGuard:
                 maint = True
                 continue
             maint = False
-            self.renew(begun, "load-balancer")
+            self.renew(begun, "load-balancer", by_load_balancer=True)
 
     # ------------------------------------------------------------------ the guard
 

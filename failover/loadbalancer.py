@@ -43,8 +43,9 @@ class LoadBalancer(ABC):
         load balancer's next check (its own checks still mark the server down if it fails)."""
 
     @abstractmethod
-    def status(self, role: Role) -> str:
-        """The load balancer's word for `role`'s server now (for example UP, DOWN, MAINT)."""
+    def status(self, role: Role, timeout: float | None = None) -> str:
+        """The load balancer's word for `role`'s server now (for example UP, DOWN, MAINT);
+        `timeout` shortens the driver's for this read (the lease guard's reads must be quick)."""
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,17 @@ class HAProxyRuntime(LoadBalancer):
     servers: dict[Role, str]
     timeout: float = 2.0
 
-    def _command(self, command: str) -> str:
-        end = time.monotonic() + self.timeout
+    def _command(self, command: str, timeout: float | None = None) -> str:
+        timeout = self.timeout if timeout is None else min(timeout, self.timeout)
+        end = time.monotonic() + timeout
         try:
             if self.address.startswith("unix:"):
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.timeout)
+                sock.settimeout(timeout)
                 sock.connect(self.address[5:])
             else:
                 host, _, port = self.address.rpartition(":")
-                sock = socket.create_connection((host, int(port)), timeout=self.timeout)
+                sock = socket.create_connection((host, int(port)), timeout=timeout)
             with sock:
                 sock.sendall(command.encode() + b"\n")
                 data = b""
@@ -86,8 +88,8 @@ class HAProxyRuntime(LoadBalancer):
         if answer:  # HAProxy answers an empty line on success
             raise LoadBalancerError(f"HAProxy refused {command!r}: {answer}")
 
-    def status(self, role: Role) -> str:
-        rows = csv.DictReader(io.StringIO(self._command("show stat").lstrip("# ")))
+    def status(self, role: Role, timeout: float | None = None) -> str:
+        rows = csv.DictReader(io.StringIO(self._command("show stat", timeout).lstrip("# ")))
         for row in rows:
             if row.get("pxname") == self.backend and row.get("svname") == self.servers[role]:
                 return row.get("status") or "?"

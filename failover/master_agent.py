@@ -172,7 +172,7 @@ class Lhcd(Agent):
     def stream_inputs(self) -> list[Callable[[threading.Event], None]]:
         """The heartbeat stream's threads, and the lease guard's when the pair runs with a lease."""
         self.link = BeatLink(self.config, Role.MASTER, self.secret, self.log, lambda: self.node, self.on_beat)
-        inputs: list[Callable[[threading.Event], None]] = [self.link.send_loop, self.link.receive_loop]
+        inputs: list[Callable[[threading.Event], None]] = [self.link.run]
         times = self.config.lease_times()
         if times is not None:
             self.guard = LeaseGuard(

@@ -55,23 +55,24 @@ RETRY = 0.2  # seconds between attempts to reach the master's socketserver while
 
 
 class Rhcd(Agent):
-    TICK = 0.05  # deadlines (the ACK timeout, the lease's end) are checked this often
+    TICK = 0.1  # the silence and the ACK timeout are judged this often (the lease's end: at once)
 
     def __init__(self, config: Config, log: logging.Logger) -> None:
         super().__init__(config, Role.SLAVE, "rhcd", log)
         self._probe_now = threading.Event()
+        self._probe_timeout: float | None = None  # a ProbeNow's bound for the next probe only
         self._sending = threading.Lock()  # at most one SHUTDOWN_YOUR_SERVICE exchange at a time
         self.link: BeatLink | None = None
 
     def stream_inputs(self) -> list[Callable[[threading.Event], None]]:
         self.link = BeatLink(self.config, Role.SLAVE, self.secret, self.log, lambda: self.node, self.on_beat)
-        return [self.link.send_loop, self.link.receive_loop]
+        return [self.link.run]
 
     def on_beat(self, received: Received, now: float) -> None:
         """A datagram of the master: contact, and what it says of itself and its service."""
         beat = received.beat
         if self.link is not None and self.link.report_due(beat, now):
-            self.submit(PeerReport(now, beat.term, beat.state, None, "", beat.condition))
+            self.submit(PeerReport(now, beat.term, beat.state, None, "", beat.condition, beat.silent))
 
     def live_observations(self, now: float) -> dict[str, Any]:
         return {} if self.link is None else self.link.health(now)
@@ -84,10 +85,10 @@ class Rhcd(Agent):
         last_ok: bool | None = None
         while not stop.is_set():
             self._probe_now.clear()
+            bound, self._probe_timeout = self._probe_timeout, None
+            timeout = c.REMOTE_POP3_TIMEOUT if bound is None else min(bound, c.REMOTE_POP3_TIMEOUT)
             taken = time.monotonic()
-            outcome = pop3_probe(
-                c.REMOTE_POP3_HOST, c.REMOTE_POP3_PORT, c.REMOTE_POP3_TIMEOUT, c.POP3_PROBE_USER, c.POP3_PROBE_PASS
-            )
+            outcome = pop3_probe(c.REMOTE_POP3_HOST, c.REMOTE_POP3_PORT, timeout, c.POP3_PROBE_USER, c.POP3_PROBE_PASS)
             if outcome.ok != last_ok:
                 self.log.log(
                     logging.INFO if outcome.ok else logging.WARNING,
@@ -157,7 +158,12 @@ class Rhcd(Agent):
         return {**super().executors(), ProbeNow: self.probe_now, SendShutdown: self.send_shutdown, Fence: self.fence}
 
     def probe_now(self, action: ProbeNow) -> None:
+        if action.timeout is not None:
+            self._probe_timeout = action.timeout
         self._probe_now.set()
+
+    def granted_receipt(self) -> float | None:
+        return None if self.link is None else self.link.granted_receipt()
 
     def send_shutdown(self, action: SendShutdown) -> None:
         """One exchange at a time, off the loop: its answer comes back as an event."""

@@ -100,7 +100,7 @@ def to_dict(node: NodeState) -> dict[str, Any]:
     return {k: _plain(v) for k, v in dataclasses.asdict(node).items()}
 
 
-RETIRED_FIELDS = frozenset({"master_says_down"})  # written by earlier versions, ignored on load
+RETIRED_FIELDS = frozenset({"master_says_down", "lb_fenced"})  # written by earlier versions, ignored on load
 
 _JSON_TYPE = {
     bool: "a boolean",

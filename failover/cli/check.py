@@ -49,13 +49,16 @@ def _lease_text(c: Config) -> str:
     if times is None:
         why = "LEASE = False" if c.LOAD_BALANCER else "no LOAD_BALANCER"
         return f"{stream}; NO LEASE ({why}): without the master's ACK the slave starts only through a fence"
-    wait = takeover_wait(times)
+    wait, lb_wait = takeover_wait(times), takeover_wait(times, by_load_balancer=True)
     return (
-        f"{stream}; LEASE: the master kills its service {times.lease:g} s after the last renewal (an "
-        f"acknowledged datagram, or the load balancer showing its server in service), verified within "
-        f"{times.hard_stop:g} s; without an ACK the slave starts {wait:.3f} s after the load balancer confirmed "
-        f"the master MAINT = (LEASE_TIME {times.lease:g} + HARD_STOP_TIMEOUT {times.hard_stop:g} + margin "
-        f"{times.margin:g}) x (1 + {times.drift:g}) / (1 - {times.drift:g})"
+        f"{stream}; LEASE: the master kills its service {times.lease:g} s after the last acknowledged "
+        f"datagram, or {times.lb_lease:g} s after the last read of the load balancer that showed its server "
+        f"in service (read every {times.lb_lease / 4:g} s once acknowledgements stop), verified within "
+        f"{times.hard_stop:g} s; without an ACK the slave starts once {wait:.3f} s have passed since its last "
+        f"grant and {lb_wait:.3f} s since the load balancer confirmed the master MAINT = (LEASE_TIME "
+        f"{times.lease:g} or {times.lb_lease:g} + HARD_STOP_TIMEOUT {times.hard_stop:g} + margin "
+        f"{times.margin:g}) x (1 + {times.drift:g}) / (1 - {times.drift:g}); a dead or cut-off master fails "
+        f"over about {wait:.2f} s after its last datagram"
     )
 
 

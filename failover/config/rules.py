@@ -256,6 +256,14 @@ def warnings_of(v: dict[str, Any]) -> list[str]:
                 f"SERVICE_CHECK_TIMEOUT), longer than the lease ({v['LEASE_TIME']:g} s): when the slave takes "
                 "over, the master's lease ends first and its guard kills what is still running"
             )
+    if all(k in v for k in ("HEARTBEAT_TIMEOUT", "HEARTBEAT_INTERVAL")) and (
+        v["HEARTBEAT_TIMEOUT"] <= v["HEARTBEAT_INTERVAL"]
+    ):
+        warnings.append(
+            f"HEARTBEAT_TIMEOUT ({v['HEARTBEAT_TIMEOUT']:g}) <= HEARTBEAT_INTERVAL ({v['HEARTBEAT_INTERVAL']:g}): "
+            "contact rests on the UDP heartbeat stream alone; if a firewall drops it, the TCP heartbeats "
+            "cannot keep contact (allow UDP on MONITOR_PORT and MONITOR_PORT_SLAVE between the hosts)"
+        )
     if v.get("RLOGIN_PASS"):
         warnings.append("RLOGIN_PASS: an SSH password is accepted, but a key is safer (RLOGIN_PASS = None)")
     return warnings

@@ -101,7 +101,7 @@ class Config:
         arbitrate, or LEASE = False): then no takeover happens without an ACK or a fence."""
         if not (self.LEASE and self.LOAD_BALANCER):
             return None
-        return LeaseTimes(self.LEASE_TIME, self.HARD_STOP_TIMEOUT)
+        return LeaseTimes.for_config(self.LEASE_TIME, self.HARD_STOP_TIMEOUT, self.HEARTBEAT_TIMEOUT)
 
     def fence_methods(self) -> tuple[FenceMethod, ...]:
         """The fence chain this config allows, in the order it is tried."""
@@ -153,6 +153,7 @@ class Config:
             sync_failure_hooks=bool(self.SYNC_FAILURE_SCRIPTS),
             notify=bool(self.NOTIFY_SCRIPTS),
             takeover_wait=None if (times := self.lease_times()) is None else takeover_wait(times),
+            lb_takeover_wait=None if times is None else takeover_wait(times, by_load_balancer=True),
         )
 
     def witness_address(self) -> tuple[str, int] | None:

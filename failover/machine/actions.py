@@ -44,7 +44,10 @@ class CheckService(Action):
 
 @dataclass(frozen=True)
 class ProbeNow(Action):
-    """Slave: probe the master's service now instead of at the next interval."""
+    """Slave: probe the master's service now instead of at the next interval; `timeout`, when
+    set, bounds that probe below REMOTE_POP3_TIMEOUT (its answer is needed by then)."""
+
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import dataclasses
 
 from failover.machine.actions import Action, Alert, Fence, LbFence, RunScripts, SendShutdown, Step
 from failover.machine.events import Event, FenceConfirmed, FenceResult, ScriptsFinished, ShutdownAnswered, Started
-from failover.machine.lease import takeover_due
+from failover.machine.lease import service_down_at, takeover_due
 from failover.machine.model import (
     MAX_TERM,
     FenceMethod,
@@ -45,7 +45,7 @@ def claim(p: Policy, n: NodeState, e: Event, why: str) -> Step:
         deadline=e.now + p.ack_timeout,
         scripts_done=False,
         detail="",
-        lb_fenced=None,
+        lease_gone_at=None,
     )
 
 
@@ -90,7 +90,7 @@ def _authorized(p: Policy, n: NodeState, e: Event, why: str, fenced_at_lb: bool 
     """The master is known not to serve for this term: start. With a load balancer, the
     master's server is put in maintenance first (unless that was the fence itself)."""
     actions: list[Action] = [RunScripts(ScriptKind.STARTUP)]
-    if p.load_balancer and not fenced_at_lb and n.lb_fenced is None:
+    if p.load_balancer and not fenced_at_lb and n.lease_gone_at is None:
         actions.insert(0, LbFence(Role.MASTER))
     return move(
         n,
@@ -125,11 +125,10 @@ def answered(p: Policy, n: NodeState, e: ShutdownAnswered) -> Step:
 
 def _lease_ended(p: Policy, n: NodeState, e: Event) -> Step:
     """Start without an ACK: the master's lease has surely ended (failover.machine.lease)."""
-    waited = e.now - (n.lb_fenced or e.now)
     reason = (
-        f"no ACK for term {n.term}, but the master's server has been MAINT at the load balancer for "
-        f"{waited:.2f} s and the slave granted no lease since its claim: the master's lease has ended "
-        f"(its guard stopped the service within {p.takeover_wait or 0:.2f} s)"
+        f"no ACK for term {n.term}, but the master's server is MAINT at the load balancer and the slave "
+        f"granted no lease since its claim: the master's lease has ended (its guard stops the service "
+        f"within {p.takeover_wait or 0:.2f} s of the last grant, {p.lb_takeover_wait or 0:.2f} s of the fence)"
     )
     return _authorized(p, n, e, reason, fenced_at_lb=True)
 
@@ -175,8 +174,8 @@ def fence_result(p: Policy, n: NodeState, e: FenceResult) -> Step:
             f"the master is fenced for term {n.term} by {e.method} ({e.detail}): starting once its "
             f"lease has ended ({p.takeover_wait:.2f} s), or on its ACK"
         )
-        lb_fenced = e.now if n.lb_fenced is None else n.lb_fenced
-        return move(n, e, State.FENCING, Why.LEASE_WAIT, reason, lb_fenced=lb_fenced)
+        gone = service_down_at(p, e.now, None) if n.lease_gone_at is None else n.lease_gone_at
+        return move(n, e, State.FENCING, Why.LEASE_WAIT, reason, lease_gone_at=gone)
     if e.ok:
         return _authorized(
             p,
@@ -206,7 +205,7 @@ def started_failing_over(p: Policy, n: NodeState, e: Started) -> Step:
         f"restarted while failing over: asking the master again for term {n.term}",
         *_ask(p, n.term),
         deadline=e.now + p.ack_timeout,
-        lb_fenced=None,  # fenced again: a confirmation of an earlier boot is not taken on trust
+        lease_gone_at=None,  # fenced again: a confirmation of an earlier boot is not taken on trust
     )
 
 
@@ -214,7 +213,7 @@ def started_fencing(p: Policy, n: NodeState, e: Started) -> Step:
     # the next Tick asks again, alerts, and starts the fence chain over (its results were lost);
     # with a lease, the load balancer's fence is asked again and its wait starts afresh
     early = (LbFence(Role.MASTER),) if p.takeover_wait is not None else ()
-    return keep(n, *early, deadline=e.now, fence_index=len(p.fence_methods), lb_fenced=None)
+    return keep(n, *early, deadline=e.now, fence_index=len(p.fence_methods), lease_gone_at=None)
 
 
 def fence_confirmed(p: Policy, n: NodeState, e: FenceConfirmed) -> Step:

@@ -71,10 +71,15 @@ class PeerReport(Event):
     service_ok: bool | None = None
     detail: str = ""
     condition: Condition = Condition.UNKNOWN  # heartbeats: the master's view of its service
+    # the stream: how long the peer had heard nothing from us when it sent this (contact is
+    # two-way: failover.machine.lease.heard); TCP exchanges are two-way by nature: 0
+    peer_silent: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_term(self.term)
+        if not self.peer_silent >= 0:  # infinite: it never heard us (NaN fails)
+            raise ValueError(f"peer_silent must be a non-negative number, got {self.peer_silent}")
 
 
 @dataclass(frozen=True)
@@ -216,17 +221,22 @@ class FenceResult(Event):
 @dataclass(frozen=True)
 class LoadBalancerDone(Event):
     """The outcome of LbFence / LbEnable. `fenced`: the role whose server the load balancer has
-    confirmed MAINT (a claiming slave with a lease waits on it; otherwise informational)."""
+    confirmed MAINT (a claiming slave with a lease waits on it; otherwise informational).
+    `granted`: the slave's stream's receive time of the newest heartbeat it acknowledged with
+    GRANTS_LEASE, read after the confirmation (None: unknown, so no earlier than now)."""
 
     what: str
     ok: bool
     detail: str = ""
     fenced: Role | None = None
+    granted: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.fenced is not None and not self.ok:
             raise ValueError("a failed load-balancer change confirms no fence")
+        if self.granted is not None and not math.isfinite(self.granted):
+            raise ValueError(f"granted must be a finite reading, got {self.granted}")
 
 
 @dataclass(frozen=True)

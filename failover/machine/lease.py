@@ -1,11 +1,17 @@
 """The lease, as the machine decides it (failover/heartbeat.py holds the safety argument and
-the arithmetic): when the slave's datagrams grant the master a lease, what the master does when
-its lease has ended, and when the slave may start without an ACK.
+the arithmetic): when the slave's datagrams grant the master a lease, what counts as contact,
+what the master does when its lease has ended, and when the slave may start without an ACK.
 
-- The slave grants only while it watches and has claimed nothing (`grants_lease`).
+- The slave grants only while it watches, has claimed nothing, and the master says it hears
+  the slave (`grants_lease`): an acknowledgement that does not arrive renews nothing anyway,
+  and stopping early bounds the master's lease the sooner when the slave-to-master way is cut.
+- Contact is two-way (`heard`): a datagram of the master counts from the moment the master
+  last heard the slave, so a master that has not heard the slave for HEARTBEAT_TIMEOUT is
+  lost, whichever way the link is cut.
 - At its claim, with a lease (Policy.takeover_wait), the slave fences the master at the load
-  balancer at once (fence at suspicion); the confirmation's time is `lb_fenced`.
-- The slave starts without an ACK once `takeover_wait` has passed since `lb_fenced`.
+  balancer at once (fence at suspicion); at the confirmation it computes `lease_gone_at`:
+  its last grant + takeover_wait, and the confirmation + lb_takeover_wait, whichever is later.
+- The slave starts without an ACK from `lease_gone_at` on.
 - The master's lease guard (failover/lease_guard.py) kills the service the moment the lease
   ends, whatever the loop is busy with, then feeds LeaseExpired: the master stops for good
   (STOPPING, then INACTIVE), as a master whose service was fenced off must.
@@ -14,8 +20,11 @@ Rules for the table in failover.machine; pure, time only from events.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from failover.machine.actions import Alert, Step
-from failover.machine.events import LeaseExpired, LoadBalancerDone
+from failover.machine.events import LeaseExpired, LoadBalancerDone, PeerReport
 from failover.machine.model import NodeState, Policy, Role, State, Why
 from failover.machine.steps import keep, move, stop_alerted
 
@@ -25,13 +34,31 @@ from failover.machine.steps import keep, move, stop_alerted
 GRANTING = frozenset({State.STANDBY, State.SUSPECT, State.PREPARING})
 
 
-def grants_lease(node: NodeState) -> bool:
-    """Slave: whether the datagrams it sends now may renew the master's lease."""
-    if node.role is not Role.SLAVE:
+def grants_lease(node: NodeState, peer_silent: float, heartbeat_timeout: float) -> bool:
+    """Slave: whether the datagrams it sends now may renew the master's lease. `peer_silent`:
+    how long the master, in its newest datagram, said it had heard nothing from us; past half
+    HEARTBEAT_TIMEOUT we stop granting (our acknowledgements do not reach it, or only late)."""
+    if node.role is not Role.SLAVE or peer_silent >= heartbeat_timeout / 2:
         return False
     if node.state is State.MAINTENANCE:
         return node.hold is not None and node.hold.held_from in GRANTING and node.service_ok is not True
     return node.state in GRANTING
+
+
+def heard(p: Policy, n: NodeState, e: PeerReport) -> NodeState:
+    """The peer's report as contact: the moment it last heard us (it sent this `peer_silent`
+    after; never earlier than the contact already known). Fresh contact ends a loss, and
+    re-arms the probe at half the timeout."""
+    contact = e.now - e.peer_silent
+    if math.isinf(contact) or (n.last_heartbeat is not None and contact <= n.last_heartbeat):
+        return n  # it has never heard us (since its start), or tells nothing newer
+    fresh = e.now - contact <= p.heartbeat_timeout
+    return dataclasses.replace(
+        n,
+        last_heartbeat=contact,
+        heartbeats_lost=n.heartbeats_lost and not fresh,
+        silence_probed=n.silence_probed and e.now - contact > p.heartbeat_timeout / 2,
+    )
 
 
 # The master's states in which its service may run (STOPPING: the graceful stop is under way).
@@ -52,9 +79,17 @@ def expired(lease_until: float, now: float) -> bool:
 
 
 def takeover_due(p: Policy, n: NodeState, now: float) -> bool:
-    """Slave: the master's lease has surely ended (its service is down): the load balancer
-    confirmed its server MAINT for this claim `takeover_wait` ago."""
-    return p.takeover_wait is not None and n.lb_fenced is not None and now >= n.lb_fenced + p.takeover_wait
+    """Slave: the master's lease has surely ended (its service is down)."""
+    return p.takeover_wait is not None and n.lease_gone_at is not None and now >= n.lease_gone_at
+
+
+def service_down_at(p: Policy, fenced: float, granted: float | None) -> float:
+    """Slave: from when the master's service is surely down, given the readings of the load
+    balancer's confirmation and of the last grant (heartbeat.py, point 4). An unknown grant is
+    taken as the confirmation itself: later is safe."""
+    assert p.takeover_wait is not None and p.lb_takeover_wait is not None
+    last_grant = fenced if granted is None else min(granted, fenced)
+    return max(last_grant + p.takeover_wait, fenced + p.lb_takeover_wait)
 
 
 def lease_expired(p: Policy, n: NodeState, e: LeaseExpired) -> Step:
@@ -73,10 +108,10 @@ def lease_expired_held(p: Policy, n: NodeState, e: LeaseExpired) -> Step:
 
 
 def fenced_at_load_balancer(p: Policy, n: NodeState, e: LoadBalancerDone) -> Step:
-    """Slave, claiming: the early fence at the load balancer is confirmed; the lease's wait
-    starts now (a later reading than the confirmation itself: later is safe)."""
-    if e.ok and e.fenced is Role.MASTER and p.takeover_wait is not None and n.lb_fenced is None:
-        return keep(n, lb_fenced=e.now)
+    """Slave, claiming: the early fence at the load balancer is confirmed; from now the end of
+    the master's lease is known (a later reading than the confirmation itself: later is safe)."""
+    if e.ok and e.fenced is Role.MASTER and p.takeover_wait is not None and n.lease_gone_at is None:
+        return keep(n, lease_gone_at=service_down_at(p, e.now, e.granted))
     if e.ok:
         return keep(n)
     return keep(n, Alert(f"load balancer: {e.what} failed: {e.detail}"))

@@ -133,9 +133,11 @@ class Policy:
     after_hooks: bool = False
     sync_failure_hooks: bool = False
     notify: bool = False  # NOTIFY_SCRIPTS run on every transition
-    # slave, with a lease (a load balancer): how long after the load balancer confirmed the
-    # master's server MAINT the master's service is surely down (heartbeat.takeover_wait)
+    # slave, with a lease (a load balancer): how long after its last granted acknowledgement
+    # (takeover_wait) and after the load balancer confirmed the master's server MAINT
+    # (lb_takeover_wait) the master's service is surely down (heartbeat.takeover_wait)
     takeover_wait: float | None = None
+    lb_takeover_wait: float | None = None
 
     def __post_init__(self) -> None:
         if self.probe_failures < 1:
@@ -144,8 +146,12 @@ class Policy:
             raise ValueError(f"ack_timeout must be a positive number, got {self.ack_timeout}")
         if self.restart_limit < 0:
             raise ValueError(f"restart_limit must be >= 0, got {self.restart_limit}")
-        if self.takeover_wait is not None and not (math.isfinite(self.takeover_wait) and self.takeover_wait > 0):
-            raise ValueError(f"takeover_wait must be a positive number, got {self.takeover_wait}")
+        for name in ("takeover_wait", "lb_takeover_wait"):
+            wait = getattr(self, name)
+            if wait is not None and not (math.isfinite(wait) and wait > 0):
+                raise ValueError(f"{name} must be a positive number, got {wait}")
+        if (self.takeover_wait is None) != (self.lb_takeover_wait is None):
+            raise ValueError("takeover_wait and lb_takeover_wait go together (a lease has both)")
         if Trigger.SWITCHOVER in self.triggers:
             raise ValueError("switchover is the operator's command, not a trigger flag")
 
@@ -254,8 +260,10 @@ class NodeState:
     last_heartbeat: float | None = None
     heartbeats_lost: bool = False  # slave: SYNC_FAILURE hooks ran for this loss
     trigger: Trigger | None = None  # slave: the trigger of the failover under way
-    # slave, claiming with a lease: when the load balancer confirmed the master's server MAINT
-    lb_fenced: float | None = None
+    # slave, claiming with a lease: from when the master's service is surely down (monotonic),
+    # known once the load balancer confirmed its server MAINT (failover.machine.lease)
+    lease_gone_at: float | None = None
+    silence_probed: bool = False  # slave: the probe at half HEARTBEAT_TIMEOUT of silence was asked
     hold: Hold | None = None
     # when the current state was entered (monotonic; reset at every start, since the readings of
     # an earlier boot mean nothing): an observation taken before it is stale
@@ -295,7 +303,8 @@ class Changes(TypedDict, total=False):
     last_heartbeat: float | None
     heartbeats_lost: bool
     trigger: Trigger | None
-    lb_fenced: float | None
+    lease_gone_at: float | None
+    silence_probed: bool
     hold: Hold | None
     entered: float | None
 

@@ -10,6 +10,7 @@ import dataclasses
 
 from failover.machine.actions import Alert, SendShutdown, Step
 from failover.machine.events import PeerReport
+from failover.machine.lease import heard
 from failover.machine.model import NodeState, Policy, State, Why
 from failover.machine.steps import keep, move, stop_alerted
 
@@ -42,7 +43,7 @@ def heartbeat_active(p: Policy, n: NodeState, e: PeerReport) -> Step:
     """Slave, ACTIVE: a master that still reports ACTIVE in a lower term is told to shut down."""
     if e.term > n.term:
         return step_down_on_higher_term(p, n, e)
-    n = dataclasses.replace(n, last_heartbeat=e.now, heartbeats_lost=False)
+    n = heard(p, n, e)
     if e.state in (State.ACTIVE, State.RESTARTING):
         if n.code is Why.OLD_MASTER_ACTIVE:  # said once: the stream repeats it many times a second
             return keep(n, SendShutdown(n.term, p.ack_timeout))

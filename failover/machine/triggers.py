@@ -5,7 +5,9 @@ A failover starts only through an enabled trigger (Policy.triggers):
   our own probe failed too;
 - normal shutdown: the master reports its service stopped cleanly (or its agents stopped), and,
   for a stopped service, our own probe failed too;
-- communication loss: no heartbeat for HEARTBEAT_TIMEOUT and PROBE_FAILURES failed probes.
+- communication loss: no two-way contact for HEARTBEAT_TIMEOUT and PROBE_FAILURES failed
+  probes; with a lease, one failed probe (the lease, not the evidence, keeps the service from
+  running twice), asked at half HEARTBEAT_TIMEOUT of silence and due by its end.
 With none enabled (manual mode) the slave watches and reports. A trigger that fires passes the
 witness gate, then the hooks (PREPARING), then the claim (failover.machine.claim).
 Rules for the table in failover.machine; pure, time only from events.
@@ -19,6 +21,7 @@ from typing import NamedTuple
 from failover.machine.actions import Action, Alert, ProbeNow, RunScripts, Step
 from failover.machine.claim import claim
 from failover.machine.events import Event, PeerReport, ProbeResult, Reachability, Started
+from failover.machine.lease import heard
 from failover.machine.model import Condition, NodeState, Policy, ScriptKind, State, Trigger, Why
 from failover.machine.steps import keep, move
 from failover.machine.terms import peer_report_other
@@ -38,6 +41,11 @@ class Evidence(NamedTuple):
 
 def _heartbeats_fresh(p: Policy, n: NodeState, now: float) -> bool:
     return n.last_heartbeat is not None and now - n.last_heartbeat <= p.heartbeat_timeout
+
+
+def _needed(p: Policy) -> int:
+    """Failed probes that, with no contact, are a communication loss."""
+    return 1 if p.takeover_wait is not None else p.probe_failures
 
 
 def _fired(p: Policy, n: NodeState, now: float) -> Evidence:
@@ -61,13 +69,12 @@ def _fired(p: Policy, n: NodeState, now: float) -> Evidence:
             )
         text = f"the master reports its service {n.master_condition} and its heartbeats arrive"
         return Evidence(None, Why.MASTER_REPORTS, n.master_condition.value, text)
-    if n.failures >= p.probe_failures:
+    if n.failures >= _needed(p):
         text = (
-            f"communication loss: no heartbeat for over {p.heartbeat_timeout:g} s and {p.probe_failures} "
-            "probes in a row failed"
+            f"communication loss: no contact for over {p.heartbeat_timeout:g} s and {n.failures} probes in a row failed"
         )
         return Evidence(Trigger.COMMUNICATION_LOSS, Why.COMMUNICATION_LOSS, Trigger.COMMUNICATION_LOSS, text)
-    return Evidence(None, Why.PROBES_FAILING, str(n.failures), f"{n.failures}/{p.probe_failures} probes failed")
+    return Evidence(None, Why.PROBES_FAILING, str(n.failures), f"{n.failures}/{_needed(p)} probes failed")
 
 
 def _decide(p: Policy, n: NodeState, e: Event, detail: str) -> Step:
@@ -154,9 +161,7 @@ def heartbeat_watching(p: Policy, n: NodeState, e: PeerReport) -> Step:
     else:
         condition = Condition.UNKNOWN
     news = condition is not n.master_condition
-    n = dataclasses.replace(
-        n, term=max(n.term, e.term), last_heartbeat=e.now, master_condition=condition, heartbeats_lost=False
-    )
+    n = dataclasses.replace(heard(p, n, e), term=max(n.term, e.term), master_condition=condition)
     if news and condition in (Condition.FAILED, Condition.STOPPED) and n.failures == 0:
         reason = f"the master reports its service {condition} ({e.detail}): probing now"
         return move(n, e, State.SUSPECT, Why.MASTER_REPORTS, reason, ProbeNow(), subject=condition)
@@ -165,21 +170,27 @@ def heartbeat_watching(p: Policy, n: NodeState, e: PeerReport) -> Step:
 
 def heartbeat_other(p: Policy, n: NodeState, e: PeerReport) -> Step:
     """Outside watching and ACTIVE: the heartbeat is contact, and may teach a higher term."""
-    n = dataclasses.replace(n, last_heartbeat=e.now, heartbeats_lost=False)
-    return peer_report_other(p, n, e)
+    return peer_report_other(p, heard(p, n, e), e)
 
 
 def tick_watching(p: Policy, n: NodeState, e: Event) -> Step:
-    """Heartbeats lost for HEARTBEAT_TIMEOUT: the hosts cannot synchronise (once per loss)."""
-    if n.heartbeats_lost or n.last_heartbeat is None or e.now - n.last_heartbeat <= p.heartbeat_timeout:
+    """Heartbeats lost for HEARTBEAT_TIMEOUT: the hosts cannot synchronise (once per loss). With
+    a lease, at half of it a probe is asked, bounded to the other half: its answer is there when
+    the loss is declared, whatever PROBE_INTERVAL and REMOTE_POP3_TIMEOUT are."""
+    if n.heartbeats_lost or n.last_heartbeat is None:
         return keep(n)
     silent = e.now - n.last_heartbeat
-    reason = f"no heartbeat from the master for {silent:.1f} s (HEARTBEAT_TIMEOUT {p.heartbeat_timeout:g} s)"
+    if silent <= p.heartbeat_timeout:
+        half = p.heartbeat_timeout / 2
+        if p.takeover_wait is not None and n.state in WATCHING and not n.silence_probed and silent > half:
+            return keep(n, ProbeNow(timeout=p.heartbeat_timeout - silent), silence_probed=True)
+        return keep(n)
+    reason = f"no contact with the master for {silent:.1f} s (HEARTBEAT_TIMEOUT {p.heartbeat_timeout:g} s)"
     actions: list[Action] = [Alert(reason)]
     if p.sync_failure_hooks:
         actions.append(RunScripts(ScriptKind.SYNC_FAILURE))
     step = move(n, e, n.state, Why.HEARTBEATS_LOST, reason, *actions, heartbeats_lost=True)
-    if n.state in WATCHING and n.failures >= p.probe_failures:
+    if n.state in WATCHING and n.failures >= _needed(p):
         decided = _decide(p, step.state, e, "heartbeats lost")
         return dataclasses.replace(decided, actions=(*step.actions, *decided.actions))
     return step

@@ -27,10 +27,12 @@ from tests.harness.sshd import SshdInstance
 
 M, S = Role.MASTER, Role.SLAVE
 TIMINGS: dict[str, Any] = {
-    "PROBE_INTERVAL": 0.1,
+    # probes are asked at once when the master reports its service failed, or at half the
+    # silence: the periodic ones only find a hung service, once a second is enough
+    "PROBE_INTERVAL": 1.0,
     "PROBE_FAILURES": 2,
     "REMOTE_POP3_TIMEOUT": 0.25,
-    "HEARTBEAT_INTERVAL": 0.3,  # the TCP heartbeat, which also asks the witness (ISOLATION_TIMEOUT)
+    "HEARTBEAT_INTERVAL": 1.0,  # the TCP heartbeat (contact is the stream's), which also asks the witness
     "BEAT_INTERVAL": 0.05,  # the stream: 20 datagrams a second each way
     # communication loss: no contact for 0.45 s (over 20 datagrams) and failed probes; a link
     # that flaps for 0.3 s loses neither the contact nor the master's lease
@@ -42,7 +44,7 @@ TIMINGS: dict[str, Any] = {
     "SERVICE_CHECK_TIMEOUT": 1.0,
     "CONTROL_TIMEOUT": 0.4,
     "FENCE_TIMEOUT": 8.0,
-    "ISOLATION_TIMEOUT": 1.2,  # > HEARTBEAT_INTERVAL + 2 x CONTROL_TIMEOUT (the witness is asked per heartbeat)
+    "ISOLATION_TIMEOUT": 2.0,  # > HEARTBEAT_INTERVAL + 2 x CONTROL_TIMEOUT (the witness is asked per heartbeat)
 }
 FRONTEND = (ADDRESS["client"], 110)
 ADMIN = f"{ADDRESS['client']}:9999"

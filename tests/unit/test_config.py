@@ -289,7 +289,10 @@ def test_a_load_balancer_brings_the_lease_and_its_hard_stop(confdir: Path) -> No
     ]
     c = load(edit(confdir, LOAD_BALANCER=lb, HARD_STOP_SCRIPTS=["./scripts/stop.sh"], LEASE_TIME=0.6))
     wait = c.policy().takeover_wait
-    assert wait is not None and wait == pytest.approx((0.6 + 1.0 + 0.1) * 1.01 / 0.99)
+    # the shipped HARD_STOP_TIMEOUT 0.5 and HEARTBEAT_TIMEOUT 1; the margin is a twentieth of the lease
+    assert wait is not None and wait == pytest.approx((0.6 + 0.5 + 0.03) * 1.01 / 0.99)
+    # the load balancer's lease: LEASE_TIME - HEARTBEAT_TIMEOUT, but at least a quarter of it
+    assert c.policy().lb_takeover_wait == pytest.approx((0.15 + 0.5 + 0.03) * 1.01 / 0.99)
     assert Trigger.COMMUNICATION_LOSS in c.triggers()  # the default with a lease: a dead master fails over
     unleased = load(edit(confdir, LOAD_BALANCER=lb, LEASE=False))
     assert unleased.policy().takeover_wait is None and Trigger.COMMUNICATION_LOSS not in unleased.triggers()
@@ -340,7 +343,7 @@ def test_a_witness_needs_timeouts_that_let_the_isolated_master_stop_first(confdi
     assert c.policy().isolation_timeout == 15 and c.witness_address() == ("10.0.0.9", 80)
     assert load(edit(confdir, ISOLATION_TIMEOUT=10)).policy().isolation_timeout is None  # no witness, no effect
     (line,) = problems(edit(confdir, WITNESS="10.0.0.9:80", ISOLATION_TIMEOUT=10))
-    assert "ISOLATION_TIMEOUT (10) > HEARTBEAT_INTERVAL (2) + 2 x CONTROL_TIMEOUT (5) = 12" in line
+    assert "ISOLATION_TIMEOUT (10) > HEARTBEAT_INTERVAL (0.5) + 2 x CONTROL_TIMEOUT (5) = 10.5" in line
     (line,) = problems(edit(confdir, WITNESS="lb.example.net"))
     assert "WITNESS: expected 'host:port'" in line
 

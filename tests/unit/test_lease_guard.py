@@ -202,7 +202,7 @@ def test_the_slave_grants_only_while_it_watches_and_bad_datagrams_are_counted(co
     master = BeatLink(config, Role.MASTER, secret, LOG, lambda: NodeState(Role.MASTER, State.ACTIVE), master_hears)
     slave = BeatLink(config, Role.SLAVE, secret, LOG, lambda: slave_node[0], lambda r, now: heard.append(r))
     stop = threading.Event()
-    loops = [master.send_loop, master.receive_loop, slave.send_loop, slave.receive_loop]
+    loops = [master.run, slave.run]
     threads = [threading.Thread(target=loop, args=(stop,)) for loop in loops]
     for thread in threads:
         thread.start()

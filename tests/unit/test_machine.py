@@ -149,7 +149,7 @@ def test_communication_loss_waits_while_heartbeats_arrive() -> None:
     steps = run(initial_state(S), hb, *(ProbeResult(t, False, "timeout") for t in (1, 2, 3, 4)), policy=COMM)
     assert steps[-1].state.state is State.SUSPECT and "heartbeats arrive" in steps[-1].state.reason
     lost = run(steps[-1].state, Tick(16), ProbeResult(16.1, False, "timeout"), policy=COMM)
-    assert lost[0].state.heartbeats_lost and "no heartbeat" in lost[0].state.reason
+    assert lost[0].state.heartbeats_lost and "no contact" in lost[0].state.reason
     assert lost[-1].state.state is State.FAILING_OVER
 
 
