@@ -50,6 +50,8 @@ host's monotonic clock rate may differ from real time (DRIFT), and W(x) = (x + H
 2. The slave, when it claims a term (real moment k), stops granting: no datagram it sends from
    then on carries GRANTS_LEASE (the sender reads the slave's state after it has computed the
    acknowledgement, so an acknowledgement sent after k names a heartbeat received before k).
+   (An operator's switchover grants on until its ACK timeout, k being then, so that the master's
+   graceful stop is not cut short; it fences at the load balancer only after that, or on the ACK.)
    The stream keeps g: its own receive time of the newest heartbeat it acknowledged with
    GRANTS_LEASE (a daemon that granted nothing yet takes its own start: its predecessor's
    grants all came before). The slave then fences the master at the load balancer, confirmed at

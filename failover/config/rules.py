@@ -254,7 +254,8 @@ def warnings_of(v: dict[str, Any]) -> list[str]:
             warnings.append(
                 f"LEASE_TIME: a graceful stop may take {stop:g} s (SCRIPT_TIMEOUT x SHUTDOWN_SCRIPTS + "
                 f"SERVICE_CHECK_TIMEOUT), longer than the lease ({v['LEASE_TIME']:g} s): when the slave takes "
-                "over, the master's lease ends first and its guard kills what is still running"
+                "over on a trigger, the master's lease ends first and its guard kills what is still running "
+                "(a switchover grants the lease until the ACK: its graceful stop runs to the end)"
             )
     if all(k in v for k in ("HEARTBEAT_TIMEOUT", "HEARTBEAT_INTERVAL")) and (
         v["HEARTBEAT_TIMEOUT"] <= v["HEARTBEAT_INTERVAL"]

@@ -40,7 +40,7 @@ def claim(p: Policy, n: NodeState, e: Event, why: str) -> Step:
         State.FAILING_OVER,
         Why.CLAIMED,
         reason,
-        *_ask(p, term),
+        *_ask(p, term, n.trigger),
         term=term,
         deadline=e.now + p.ack_timeout,
         scripts_done=False,
@@ -49,11 +49,12 @@ def claim(p: Policy, n: NodeState, e: Event, why: str) -> Step:
     )
 
 
-def _ask(p: Policy, term: int) -> tuple[Action, ...]:
+def _ask(p: Policy, term: int, trigger: Trigger | None) -> tuple[Action, ...]:
     """SHUTDOWN_YOUR_SERVICE for `term`; with a lease, fence the master at the load balancer at
     once too (fence at suspicion): its confirmation starts the lease's wait, and clients are
-    protected from that moment, ACK or not."""
-    if p.takeover_wait is None:
+    protected from that moment, ACK or not. Not for a switchover: the master is healthy and
+    stops gracefully, serving until it has; the fence comes with the ACK (`_authorized`)."""
+    if p.takeover_wait is None or trigger is Trigger.SWITCHOVER:
         return (SendShutdown(term, p.ack_timeout),)
     return SendShutdown(term, p.ack_timeout), LbFence(Role.MASTER)
 
@@ -203,7 +204,7 @@ def started_failing_over(p: Policy, n: NodeState, e: Started) -> Step:
         State.FAILING_OVER,
         Why.RESTARTED,
         f"restarted while failing over: asking the master again for term {n.term}",
-        *_ask(p, n.term),
+        *_ask(p, n.term, n.trigger),
         deadline=e.now + p.ack_timeout,
         lease_gone_at=None,  # fenced again: a confirmation of an earlier boot is not taken on trust
     )

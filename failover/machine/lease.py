@@ -2,9 +2,10 @@
 the arithmetic): when the slave's datagrams grant the master a lease, what counts as contact,
 what the master does when its lease has ended, and when the slave may start without an ACK.
 
-- The slave grants only while it watches, has claimed nothing, and the master says it hears
-  the slave (`grants_lease`): an acknowledgement that does not arrive renews nothing anyway,
-  and stopping early bounds the master's lease the sooner when the slave-to-master way is cut.
+- The slave grants only while it watches, has claimed nothing (or waits for the ACK of an
+  operator's switchover: `switching_over`), and the master says it hears the slave
+  (`grants_lease`): an acknowledgement that does not arrive renews nothing anyway, and stopping
+  early bounds the master's lease the sooner when the slave-to-master way is cut.
 - Contact is two-way (`heard`): a datagram of the master counts from the moment the master
   last heard the slave, so a master that has not heard the slave for HEARTBEAT_TIMEOUT is
   lost, whichever way the link is cut.
@@ -25,7 +26,7 @@ import math
 
 from failover.machine.actions import Alert, Step
 from failover.machine.events import LeaseExpired, LoadBalancerDone, PeerReport
-from failover.machine.model import NodeState, Policy, Role, State, Why
+from failover.machine.model import NodeState, Policy, Role, State, Trigger, Why
 from failover.machine.steps import keep, move, stop_alerted
 
 # The slave's states in which it has claimed nothing and will claim nothing before it leaves
@@ -40,9 +41,18 @@ def grants_lease(node: NodeState, peer_silent: float, heartbeat_timeout: float) 
     HEARTBEAT_TIMEOUT we stop granting (our acknowledgements do not reach it, or only late)."""
     if node.role is not Role.SLAVE or peer_silent >= heartbeat_timeout / 2:
         return False
+    if switching_over(node):
+        return True
     if node.state is State.MAINTENANCE:
         return node.hold is not None and node.hold.held_from in GRANTING and node.service_ok is not True
     return node.state in GRANTING
+
+
+def switching_over(node: NodeState) -> bool:
+    """Slave: an operator's switchover waits for the master's ACK (FAILING_OVER) and grants
+    meanwhile, so that the master's graceful stop is not cut short by its lease; it stops
+    granting at the ACK timeout (FENCING), and no wait for the lease starts before that."""
+    return node.role is Role.SLAVE and node.state is State.FAILING_OVER and node.trigger is Trigger.SWITCHOVER
 
 
 def heard(p: Policy, n: NodeState, e: PeerReport) -> NodeState:
@@ -111,6 +121,8 @@ def fenced_at_load_balancer(p: Policy, n: NodeState, e: LoadBalancerDone) -> Ste
     """Slave, claiming: the early fence at the load balancer is confirmed; from now the end of
     the master's lease is known (a later reading than the confirmation itself: later is safe)."""
     if e.ok and e.fenced is Role.MASTER and p.takeover_wait is not None and n.lease_gone_at is None:
+        if switching_over(n):
+            return keep(n)  # it still grants: the lease's end is not known yet
         return keep(n, lease_gone_at=service_down_at(p, e.now, e.granted))
     if e.ok:
         return keep(n)

@@ -286,6 +286,27 @@ def test_switchover_then_switchback_never_serves_from_both(make_pair: MakePair) 
         haproxy.stop()
 
 
+def test_a_switchover_lets_a_graceful_stop_longer_than_the_lease_run_to_its_end(make_pair: MakePair) -> None:
+    """A planned move grants the master's lease until its ACK: a shutdown script that takes
+    twice LEASE_TIME runs to its end, and the lease guard kills nothing."""
+    pair = make_pair(start=False, LEASE_TIME=0.5, SCRIPT_TIMEOUT=3.0, SHUTDOWN_ACK_TIMEOUT=8.0)
+    slow = Path(pair.dir, "slow-stop")
+    slow.write_text("#!/bin/sh\nsleep 1\necho slow stop done\n")
+    slow.chmod(0o755)
+    pair.write_config(SHUTDOWN_SCRIPTS=["./slow-stop", "./pop3-ctl stop"])
+    haproxy = with_haproxy(pair)
+    try:
+        start_pair(pair)
+        over = pair.failover("switchover", "--yes", "--reason", "planned move")
+        assert over.returncode == 0, over.stdout + over.stderr
+        assert pair.state(S)["state"] == "ACTIVE" and pair.state(M)["state"] == "INACTIVE", pair.logs()
+        events = [e.get("event") for e in pair.journal(M)]
+        assert "lease-expired" not in events and "hard-stop" not in events, pair.journal(M)
+        assert "./slow-stop: exit 0" in reasons(pair, M)
+    finally:
+        haproxy.stop()
+
+
 def test_an_interrupted_switchback_resumes_from_its_persisted_step(make_pair: MakePair) -> None:
     pair = make_pair()
     pair.pop3[M].kill(signal.SIGKILL)

@@ -30,6 +30,7 @@ from failover.machine import (
     Started,
     State,
     Step,
+    SwitchoverRequested,
     Tick,
     Trigger,
     Why,
@@ -241,3 +242,21 @@ def test_a_master_that_never_heard_us_gives_no_contact_whatever_the_timeout() ->
     assert step(long, n, never).state.last_heartbeat == 1.0
     assert step(long, node(S, State.STANDBY), never).state.last_heartbeat is None
     assert not grants_lease(node(S, State.STANDBY), math.inf, 600.0)
+
+
+def test_a_switchover_grants_until_the_ack_so_the_graceful_stop_runs_to_its_end() -> None:
+    """A planned move: no early fence, grants while waiting for the ACK (the master's lease is
+    not cut short), and a confirmation of a fence meanwhile starts no wait; at the ACK timeout
+    grants stop (FENCING) and the fence chain's load-balancer step waits the full lease."""
+    s = step(LEASED, node(S, State.STANDBY), SwitchoverRequested(1.0, by="ops"))
+    assert s.state.state is State.FAILING_OVER and LbFence not in kinds(s)
+    assert grants(s.state)
+    assert step(LEASED, s.state, dataclasses.replace(FENCED, granted=1.5)).state.lease_gone_at is None
+    ack = step(LEASED, s.state, ShutdownAnswered(4.0, term=1, ok=True, detail="verified down"))
+    assert ack.state.state is State.STARTING and kinds(ack) == [LbFence, RunScripts]
+    timed_out = step(LEASED, s.state, Tick(1.0 + LEASED.ack_timeout))
+    assert timed_out.state.state is State.FENCING and not grants(timed_out.state)
+    fenced = step(LEASED, timed_out.state, FenceResult(12.0, 1, FenceMethod.LOAD_BALANCER, True, "MAINT"))
+    assert fenced.state.lease_gone_at == 12.0 + WAIT
+    # a failover on a trigger grants nothing from its claim on
+    assert not grants(claimed()[-1].state)
