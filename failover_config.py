@@ -81,7 +81,11 @@ CONFIG = {
     "RESTART_WINDOW": 600,
     # Hooks. Each gets FAILOVER_EVENT, FAILOVER_FROM_STATE, FAILOVER_TO_STATE, FAILOVER_TERM,
     # FAILOVER_REASON, FAILOVER_ROLE, FAILOVER_PEER (and FAILOVER_TRIGGER) in its environment; each
-    # result is journaled.
+    # result is journaled. Every script also gets FAILOVER_SEQ, this host's hook number (like
+    # Pacemaker's CRM_alert_node_sequence): greater at every hook, across restarts, crashes and
+    # journal rotations, so a receiver can order notifications and drop duplicates by (host, seq).
+    # FAILOVER_SEQ // 1000 is the `seq` of the journal entry written last before it. The scripts
+    # of one hook (two NOTIFY_SCRIPTS of one transition) share its number.
     #   BEFORE_FAILOVER_SCRIPTS  before anything moves: on the slave (after the trigger's scripts),
     #                            then on the master when SHUTDOWN_YOUR_SERVICE reaches it (before
     #                            its shutdown scripts). Example: hold a scheduler's jobs.

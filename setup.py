@@ -8,6 +8,7 @@ setup(
     description="Two-host failover for a service that runs on one host at a time (POP3 first)",
     python_requires=">=3.11",
     packages=find_packages(include=["failover", "failover.*", "agents", "agents.*"]),
+    package_data={"failover.units": ["*.in"]},  # the systemd unit templates (failover install-units)
     install_requires=["click>=8.1", "psutil>=5.9", "paramiko>=3.4"],
     extras_require={
         # linters pinned: a new release must not turn CI red on its own

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from failover import fencing, service
+from failover import fencing, service, watchdog
 from failover.channel import LocalServer
 from failover.config import Config
 from failover.daemon import notify_ready, socket_path
@@ -217,6 +217,7 @@ class Agent:
         self.process(Started(time.monotonic()))
         last_tick = time.monotonic()
         while not stop.is_set():
+            watchdog.kick_if_due()  # under systemd: only this loop's passes keep the daemon alive
             before = time.monotonic()
             timeout = max(0.0, min(self.TICK - (before - last_tick), self._until_due(before)))
             try:
@@ -340,11 +341,14 @@ class Agent:
         self, kind: str, transition: Transition | None = None, node: NodeState | None = None
     ) -> dict[str, str]:
         """What every script learns of the event: FAILOVER_EVENT, _FROM_STATE, _TO_STATE, _TERM,
-        _REASON, _ROLE, _PEER (and _HOST, _STATE, _TRIGGER)."""
+        _REASON, _ROLE, _PEER (and _HOST, _STATE, _TRIGGER), and FAILOVER_SEQ: this host's hook
+        number, greater at every call, across restarts too (StateStore.hook_seq)."""
         peer = self.role.peer
+        seq = self.store.hook_seq(self.node)  # the current state: a note it may journal comes now
         node = node or self.node
         t = transition or self.last_transition
         return {
+            "FAILOVER_SEQ": str(seq),
             "FAILOVER_EVENT": kind,
             "FAILOVER_ROLE": self.role.value,
             "FAILOVER_HOST": self.config.host_of(self.role),

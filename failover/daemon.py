@@ -11,8 +11,9 @@ scheme; systemd's sd_notify is the same idea over a socket). The daemon writes o
 `READY <pid>` once it serves or `FAILED <reason>` before it exits, and closes it. A pipe needs no
 pid or nonce to tell this start's daemon from an earlier one (nothing of it outlives the start,
 so nothing can be stale), and the kernel closes it when the daemon dies however it dies, so the
-starter learns of a death at once (end of file) instead of polling a file and a pid. Started
-any other way (by hand, by systemd), a daemon finds no FAILOVER_READY_FD and tells no one.
+starter learns of a death at once (end of file) instead of polling a file and a pid. Under
+systemd (Type=notify, failover.units) the daemon also says READY=1 on NOTIFY_SOCKET
+(failover.watchdog); started by hand, it finds neither and tells no one.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from failover import respawn
+from failover import respawn, watchdog
 from failover.channel import ChannelError, ControlServer, Handler, local_call
 from failover.config import Config, ConfigError, find_role, load
 from failover.errors import FailoverError
@@ -246,8 +247,10 @@ def _tell_starter(line: str) -> None:
 
 def notify_ready() -> None:
     """Tell `failover start` that this daemon serves (lhcd/rhcd: the state is loaded, the local
-    socket listens, the loop runs; socketserver(2): it listens). Once only; a no-op later."""
+    socket listens, the loop runs; socketserver(2): it listens), and systemd when it runs this
+    daemon. The pipe hears it once (a no-op later); systemd takes a repeated READY=1 as no news."""
     _tell_starter(f"READY {os.getpid()}")
+    watchdog.notify("READY=1")
 
 
 def notify_failed(reason: str) -> None:

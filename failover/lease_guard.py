@@ -15,18 +15,20 @@ argument), and this is what makes it so.
   journals it (a full disk cannot delay the kill). It kills again whatever runs while the lease
   stays ended.
 
-The start. A first lhcd of this boot holds a lease of B (the load balancer's) from its start:
-its base, the start, may come just before the slave's fence, and the slave waits out B from the
-fence but a full LEASE_TIME only from its own last grant, which may be long before. One that was
-restarted (its predecessor's lease file is there) holds no more than its predecessor did, so a
-crash and respawn never stretch a lease the slave may be waiting out. Either way `renew_loop`
-reads the load balancer at once: this server MAINT there (the slave fenced it) revokes the start
-lease, and so does no answer for a restarted lhcd; while a restarted lhcd's lease has already
-ended, the guard waits for that first read (at most the load balancer's timeout) before it
-kills, so that a respawn on a healthy pair does not kill a service the load balancer still
-sends clients to. The one window the argument of heartbeat.py does not cover: while lhcd itself
-is down or frozen, nothing enforces the lease (the slave's fence at the load balancer still
-keeps every client away).
+The start. A first lhcd of this boot holds a lease of B (the load balancer's) from its start,
+written to the lease file at once: its base, the start, may come just before the slave's fence,
+and the slave waits out B from the fence but a full LEASE_TIME only from its own last grant,
+which may be long before. One that was restarted (its predecessor's lease file is there) holds
+no more than its predecessor did, so a crash and respawn never stretch a lease the slave may be
+waiting out. Either way `renew_loop` reads the load balancer at once (within B / 2): this server
+MAINT there (the slave fenced it) or no answer revokes the start lease, unless an acknowledged
+heartbeat renewed it first (a start after the fence has no other proof). Only when a restarted
+lhcd finds its predecessor's lease already ended at its start does the guard wait for that
+first read before it kills, so that a respawn on a healthy pair does not kill a service the load
+balancer still sends clients to. The one window the argument of heartbeat.py does not cover:
+while lhcd itself is down or frozen, and after a restart that found the lease ended until that
+first read (at most B / 2), nothing enforces the lease (the slave's fence at the load balancer
+still keeps every client away).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from collections.abc import Callable
 
 from failover import hardstop, service
 from failover.config import Config
+from failover.errors import FailoverError
 from failover.heartbeat import LeaseTimes, lease_end
 from failover.loadbalancer import LoadBalancer, LoadBalancerError
 from failover.machine import Event, LeaseExpired, NodeState, Role
@@ -83,6 +86,10 @@ def read_lease(path: str) -> float | None:
         return None
 
 
+class _NotInService(FailoverError):
+    """A read of the load balancer showed this server not in service (MAINT); never leaves here."""
+
+
 class LeaseGuard:
     def __init__(
         self,
@@ -111,12 +118,20 @@ class LeaseGuard:
         self._rate = RateLimitedLog(log, interval=5.0, burst=1)
 
     def _start(self, now: float) -> None:
-        """The start lease: LEASE_TIME from now, but never past what the previous lhcd of this
-        boot held (a crash and respawn must not stretch a lease the slave is waiting out)."""
+        """The start lease: B from now, but never past what the previous lhcd of this boot held
+        (a crash and respawn must not stretch a lease the slave is waiting out); written down at
+        once, so that a crash before any renewal leaves the next lhcd no more than this."""
         previous = read_lease(self.path)
         self.restarted = previous is not None
         if previous is not None and previous < self.until:
             self.until, self.renewed_by = previous, "the previous lhcd (restarted)"
+        # the guard waits for the first read only when the inherited lease had already ended
+        self._wait_first_read = self.restarted and self.until <= now
+        try:
+            write_lease(self.path, self.until)
+            self._persisted = self.until
+        except OSError as e:
+            self.log.error("lease: cannot write %s: %s", self.path, e)
 
     def renew(self, base: float, how: str, by_load_balancer: bool = False) -> None:
         """A renewal from `base` (a monotonic reading at or before the proof): the lease runs to
@@ -137,12 +152,12 @@ class LeaseGuard:
             except OSError as e:
                 self._rate.log("persist", logging.ERROR, "lease: cannot write %s: %s", self.path, e)
 
-    def _revoke_start_lease(self, now: float, why: str, silent: bool = False) -> None:
+    def _revoke_start_lease(self, now: float, why: str) -> None:
         """The load balancer's first word, before any renewal: this server MAINT (the slave
-        fenced it) ends the start lease now; no answer (`silent`) ends it only for an lhcd that
-        restarted (the slave may have been waiting its lease out), not for a first start."""
+        fenced it) or no answer ends the start lease now: a start after the slave's fence is
+        covered by nothing else (heartbeat.py, point 4)."""
         with self._lock:
-            if self._start_lease and not (silent and not self.restarted):
+            if self._start_lease:
                 self.until, self.renewed_by = min(self.until, now), f"start, revoked: {why}"
             self._start_lease = False
         self._wake.set()
@@ -169,22 +184,29 @@ class LeaseGuard:
                 continue
             begun = time.monotonic()
             try:
-                status = lb.status(Role.MASTER, timeout=ask_below / 2)
-            except LoadBalancerError as e:
-                self._rate.log("lb", logging.WARNING, "lease: cannot ask the load balancer: %s", e)
-                self._revoke_start_lease(begun, f"the load balancer does not answer ({e})", silent=True)
-                continue
-            finally:
+                self._read(lb, begun, ask_below / 2, maint)
+                maint = False
+            except _NotInService:
+                maint = True
+            finally:  # judged (renewed or revoked) before the guard looks again
                 self._first_read.set()
                 self._wake.set()
-            if status.split(" ")[0] not in IN_SERVICE:
-                self._revoke_start_lease(begun, f"this server is {status} at the load balancer")
-                if not maint:
-                    self.log.warning("lease: the load balancer has this server in %s: no renewal from it", status)
-                maint = True
-                continue
-            maint = False
-            self.renew(begun, "load-balancer", by_load_balancer=True)
+
+    def _read(self, lb: LoadBalancer, begun: float, timeout: float, maint: bool) -> None:
+        """One read of the load balancer, begun at `begun`: renews B from it, or revokes the
+        start lease (_NotInService when the server is not in service)."""
+        try:
+            status = lb.status(Role.MASTER, timeout=timeout)
+        except LoadBalancerError as e:
+            self._rate.log("lb", logging.WARNING, "lease: cannot ask the load balancer: %s", e)
+            self._revoke_start_lease(begun, f"the load balancer does not answer ({e})")
+            return
+        if status.split(" ")[0] not in IN_SERVICE:
+            self._revoke_start_lease(begun, f"this server is {status} at the load balancer")
+            if not maint:
+                self.log.warning("lease: the load balancer has this server in %s: no renewal from it", status)
+            raise _NotInService
+        self.renew(begun, "load-balancer", by_load_balancer=True)
 
     # ------------------------------------------------------------------ the guard
 
@@ -197,6 +219,8 @@ class LeaseGuard:
         while not stop.is_set():
             self._wake.wait(wait)  # a revoked lease wakes it at once
             self._wake.clear()
+            if stop.is_set():  # the agents stop: the service is left running, as they leave it
+                return
             now = time.monotonic()
             with self._lock:
                 until, how = self.until, self.renewed_by
@@ -204,7 +228,7 @@ class LeaseGuard:
                 ended, wait = False, min(until - now, 1.0)
                 continue
             wait = self.times.margin / 2
-            if self._start_lease and not self._first_read.is_set():
+            if self._wait_first_read and self._start_lease and not self._first_read.is_set():
                 continue  # restarted after its lease ended: the load balancer's first word decides
             try:
                 ended = self._ended(until, how, now, ended)

@@ -59,23 +59,35 @@ class HAProxyRuntime(LoadBalancer):
     timeout: float = 2.0
 
     def _command(self, command: str, timeout: float | None = None) -> str:
+        """One command, connect to last byte within `timeout` (the driver's at most): each step
+        gets only what is left of it, so a slow load balancer cannot stretch a read."""
         timeout = self.timeout if timeout is None else min(timeout, self.timeout)
         end = time.monotonic() + timeout
+
+        def left() -> float:
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no complete answer within {timeout:g} s")
+            return remaining
+
         try:
             if self.address.startswith("unix:"):
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(timeout)
+                sock.settimeout(left())
                 sock.connect(self.address[5:])
             else:
                 host, _, port = self.address.rpartition(":")
-                sock = socket.create_connection((host, int(port)), timeout=timeout)
+                sock = socket.create_connection((host, int(port)), timeout=left())
             with sock:
+                sock.settimeout(left())
                 sock.sendall(command.encode() + b"\n")
                 data = b""
-                while chunk := sock.recv(65536):
+                while True:
+                    sock.settimeout(left())
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
                     data += chunk
-                    if time.monotonic() > end:
-                        raise TimeoutError
         except (OSError, ValueError) as e:
             raise LoadBalancerError(f"HAProxy at {self.address}: {command!r}: {e}") from None
         return data.decode(errors="replace")

@@ -163,6 +163,36 @@ class StatusReply(Message):
 
 
 @dataclass(frozen=True)
+class JournalRequest(Message):
+    """`failover history` -> either host: the newest `limit` entries of its journal."""
+
+    TYPE: ClassVar[str] = "JOURNAL"
+    MAX: ClassVar[int] = 1000  # the most one asks for (and the reply must fit in MAX_LINE)
+    limit: int
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Message:
+        limit: int = _expect(body, "limit", int)
+        if not 1 <= limit <= cls.MAX:
+            raise ProtocolError(f"limit {str(limit)[:20]} is out of range 1..{cls.MAX}")
+        return cls(limit)
+
+
+@dataclass(frozen=True)
+class JournalReply(Message):
+    """Those entries, oldest first (history.py checks each); `omitted`: what the byte cap left out."""
+
+    TYPE: ClassVar[str] = "JOURNAL_REPLY"
+    version: int
+    entries: list[Any]
+    omitted: int = 0
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Message:
+        return cls(_term(body, name="version"), _expect(body, "entries", list), _term(body, name="omitted"))
+
+
+@dataclass(frozen=True)
 class Refused(Message):
     """An authenticated request this host will not act on (unknown type, wrong host role)."""
 
@@ -248,6 +278,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         HeartbeatReply,
         StatusRequest,
         StatusReply,
+        JournalRequest,
+        JournalReply,
         Refused,
         OperatorCommand,
         OperatorAnswer,

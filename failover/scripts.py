@@ -85,12 +85,18 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None
         return
 
 
+AGENT_ONLY = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"})
+
+
 def script_environment(env: Mapping[str, str] | None, timeout: float) -> dict[str, str]:
     """The environment of a script. Our values (FAILOVER_*) carry text from peers and operators:
     each is one clean line of at most ENV_VALUE_LIMIT characters, since a NUL would make Popen
     raise and a newline would split what a script reads with `read`."""
     ours = {name: clean(value, ENV_VALUE_LIMIT) for name, value in (env or {}).items()}
-    return {**os.environ, **ours, "FAILOVER_SCRIPT_TIMEOUT": f"{timeout:g}"}
+    # systemd's words to the agent are not the service's: a service built with sd_notify would
+    # otherwise send READY=1 or watchdog kicks on the agent's behalf
+    inherited = {k: v for k, v in os.environ.items() if k not in AGENT_ONLY}
+    return {**inherited, **ours, "FAILOVER_SCRIPT_TIMEOUT": f"{timeout:g}"}
 
 
 def run_script(command: str, timeout: float, cwd: str, env: Mapping[str, str] | None = None) -> ScriptResult:

@@ -14,7 +14,8 @@ line instead of dying later on a value of the wrong type.
 
 The journal is rotated by size (JOURNAL_MAX_BYTES, keeping JOURNAL_BACKUPS older files as
 NAME.journal.1 .. .N), and `journal_tail()` reads it from the end, so neither the disk nor a
-STATUS request grows with the age of the pair.
+STATUS request grows with the age of the pair. Each entry has a `seq` (failover/journal.py), and
+`hook_seq()` derives FAILOVER_SEQ from it without a write of its own.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ import threading
 import time
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from failover.errors import FailoverError
+from failover.journal import TAIL_ENTRY_BYTES, entry_of, last_seq, lines_from_end
+from failover.journal import read_journal as read_journal  # re-exported: the tests and the lab read it here
 from failover.machine import NodeState, Role, Transition
 from failover.machine.model import MAX_TERM
 
@@ -310,8 +313,7 @@ def from_dict(data: dict[str, Any]) -> NodeState:
 
 JOURNAL_MAX_BYTES = 8 * 2**20  # the journal is rotated once it reaches this size ...
 JOURNAL_BACKUPS = 4  # ... keeping NAME.journal.1 (the newest) .. NAME.journal.4; the oldest is dropped
-TAIL_BLOCK = 64 * 1024  # journal_tail reads backwards in blocks of this size ...
-TAIL_ENTRY_BYTES = 64 * 1024  # ... and at most this much per entry wanted, so a line without end is no scan of the disk
+HOOK_SPAN = 1000  # FAILOVER_SEQ = the seq of this process's last journal entry x HOOK_SPAN + the hooks since
 
 
 class StateStore:
@@ -332,6 +334,9 @@ class StateStore:
         self.journal_path = os.path.join(state_dir, f"{role.value}.journal")
         self.journal_max_bytes, self.journal_backups = journal_max_bytes, journal_backups
         self._journal_lock = threading.Lock()
+        self._seq: int | None = None  # the last journal entry's seq; read from the journal at the first append
+        self._mark: int | None = None  # the seq of the last entry this process appended (None: none yet)
+        self._hooks = 0  # hook numbers handed out since that entry
         ensure_private_dir(state_dir)
 
     def load(self) -> NodeState | None:
@@ -379,21 +384,52 @@ class StateStore:
         self._append(entry)
 
     def _append(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(entry).encode() + b"\n"
         with self._journal_lock:  # the notice thread journals too; a rotation happens under it
-            fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    # a crash tore the last line: end it, or this entry would be glued to it and lost
-                    line = b"\n" + line
-                os.write(fd, line)
-                os.fsync(fd)
-                size += len(line)
-            finally:
-                os.close(fd)
-            if size >= self.journal_max_bytes:
-                self._rotate()  # the entry is fsynced already: it stays durable, in .1
+            self._write(entry)
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        """Append `entry` with the next seq, durably (the journal lock held). A failed write
+        leaves a gap in the numbers, never a number used twice."""
+        if self._seq is None:
+            self._seq = last_seq(self.journal_tail(8))  # past a rotation too: the tail reads .1
+        self._seq += 1
+        line = json.dumps({**entry, "seq": self._seq}).encode() + b"\n"
+        fd = os.open(self.journal_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # a crash tore the last line: end it, or this entry would be glued to it and lost
+                line = b"\n" + line
+            os.write(fd, line)
+            os.fsync(fd)
+            size += len(line)
+        finally:
+            os.close(fd)
+        self._mark, self._hooks = self._seq, 0
+        if size >= self.journal_max_bytes:
+            self._rotate()  # the entry is fsynced already: it stays durable, in .1
+
+    def hook_seq(self, node: NodeState) -> int:
+        """FAILOVER_SEQ for the next hook: strictly greater than every number handed out before
+        on this host, by this process or an earlier one, whatever crashed or rotated meanwhile.
+
+        It is the seq of the last journal entry this process appended x HOOK_SPAN + the hooks
+        since (1, 2, ...): the journal entry is durable already (fsynced), so a hook costs no
+        write. A process that has appended nothing yet (restarted without a transition), or
+        that ran HOOK_SPAN - 1 hooks since its last entry, first journals a note: an earlier
+        process may have used every number up to the next entry's. A note that cannot be written
+        (a full disk) must not stop the hook: the number then continues unjournaled."""
+        with self._journal_lock:
+            if self._mark is None or self._hooks >= HOOK_SPAN - 1:
+                seen = self._seq
+                try:
+                    self._write(self._note(node, "hooks", "FAILOVER_SEQ continues past every number used before"))
+                except OSError:
+                    if self._mark is None:  # the best guess without a write: past the last journaled entry
+                        self._mark, self._hooks = (seen or 0) + 1, 0
+            self._hooks += 1
+            assert self._mark is not None
+            return self._mark * HOOK_SPAN + self._hooks
 
     def _journal_files(self) -> list[str]:
         """The journal and its rotated files, newest first."""
@@ -411,7 +447,10 @@ class StateStore:
 
     def note(self, node: NodeState, event: str, reason: str) -> None:
         """Journal something that happened without a transition (scripts' results)."""
-        entry = {
+        self._append(self._note(node, event, reason))
+
+    def _note(self, node: NodeState, event: str, reason: str) -> dict[str, Any]:
+        return {
             "time": wall_clock(),
             "mono": round(time.monotonic(), 3),
             "host": self.host,
@@ -423,7 +462,6 @@ class StateStore:
             "event": event,
             "reason": reason,
         }
-        self._append(entry)
 
     def journal_tail(self, count: int) -> list[dict[str, Any]]:
         """The last `count` readable entries, oldest first. Read backwards from the end of the
@@ -444,8 +482,8 @@ class StateStore:
                     continue  # rotated while we read: this file was read under its newer name
                 seen.add((st.st_dev, st.st_ino))
                 found: list[dict[str, Any]] = []
-                for line in _lines_from_end(fd, count * TAIL_ENTRY_BYTES):
-                    entry = _entry(line)
+                for line in lines_from_end(fd, count * TAIL_ENTRY_BYTES):
+                    entry = entry_of(line)
                     if entry is not None:
                         found.append(entry)
                         if len(entries) + len(found) >= count:
@@ -454,42 +492,3 @@ class StateStore:
             finally:
                 os.close(fd)
         return entries
-
-
-def _entry(line: bytes) -> dict[str, Any] | None:
-    try:
-        entry = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    return entry if isinstance(entry, dict) else None
-
-
-def _lines_from_end(fd: int, limit: int) -> Iterator[bytes]:
-    """The complete lines of the file open at `fd`, last first, read backwards in TAIL_BLOCK
-    blocks, at most `limit` bytes from the end. What follows the file's last newline is empty or
-    a torn line: it is skipped."""
-    pos = os.fstat(fd).st_size
-    floor = max(0, pos - limit)
-    pending = b""  # the start of the earliest line seen so far: complete only once its newline is read
-    torn = True  # nothing but what follows the file's last newline has been read yet
-    while pos > floor:
-        size = min(TAIL_BLOCK, pos - floor)
-        pos -= size
-        parts = (os.pread(fd, size, pos) + pending).split(b"\n")
-        pending, later = parts[0], parts[1:]
-        if torn and later:
-            later.pop()
-            torn = False
-        yield from reversed(later)
-    if pos == 0 and not torn:
-        yield pending  # the file's first line
-
-
-def read_journal(path: str) -> list[dict[str, Any]]:
-    """Every readable entry of one journal file, in order; a torn last line (a crash mid-append)
-    is skipped. Reads the whole file: for tests and tools; status reads `journal_tail()`."""
-    try:
-        lines = Path(path).read_bytes().split(b"\n")
-    except FileNotFoundError:
-        return []
-    return [entry for line in lines if (entry := _entry(line)) is not None]

@@ -21,6 +21,7 @@ from failover.state import StateError, StateStore, wall_clock
 
 BRAIN = {Role.MASTER: "lhcd", Role.SLAVE: "rhcd"}
 JOURNAL_LINES = 8
+SCHEMA_VERSION = 1  # `failover status --json`'s "schema_version": raised when a field changes meaning or goes
 
 
 def collect(config: Config, role: Role) -> dict[str, Any]:

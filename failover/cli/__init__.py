@@ -5,11 +5,13 @@ shared Context and errors), never this package, so nothing here is imported in a
 
     check        check: validate the config (and compare SYNC_FILES on the ACTIVE host)
     status       status: both hosts, as their control servers answer
+    history      history: both hosts' journals merged in time order
     daemons      start, stop: this host's daemons, each started once the one before is ready
     operations   hold, release, switchover, switchback: the operator's controls
     sync         sync, and sync-inventory / sync-commit that the standby runs over SSH
     fence        keygen, confirm-fenced, fence-self
     demo         demo: a pair on this machine and a failure to watch (failover.lab)
+    units        install-units: this host's systemd units (failover.units)
 
 `python -m failover.cli` runs it too (failover/cli/__main__.py).
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import click
 
-from failover.cli import check, daemons, demo, fence, operations, status, sync
+from failover.cli import check, daemons, demo, fence, history, operations, status, sync, units
 from failover.cli.context import BadConfig, CommandError, Context, NoAnswer, pass_context, role_argument
 from failover.machine import Role
 
@@ -49,6 +51,7 @@ def main(ctx: click.Context, config_path: str, role_option: str | None) -> None:
 
 main.add_command(check.check)
 main.add_command(status.status)
+main.add_command(history.history)
 main.add_command(daemons.start)
 main.add_command(daemons.stop)
 main.add_command(operations.hold)
@@ -62,3 +65,4 @@ main.add_command(fence.keygen)
 main.add_command(fence.confirm_fenced)
 main.add_command(fence.fence_self)
 main.add_command(demo.demo)
+main.add_command(units.install_units)

@@ -9,7 +9,7 @@ import click
 
 from failover.cli.context import CommandError, Context, NoAnswer, fetch_status, pass_context
 from failover.machine import Role
-from failover.status import render
+from failover.status import SCHEMA_VERSION, render
 
 
 @click.command()
@@ -24,7 +24,8 @@ def status(ctx: Context, as_json: bool) -> None:
         except CommandError as e:
             errors[role] = e.message
     if as_json:
-        click.echo(json.dumps({r.value: statuses.get(r, {"error": errors.get(r)}) for r in Role}, indent=1))
+        hosts = {r.value: statuses.get(r, {"error": errors.get(r)}) for r in Role}
+        click.echo(json.dumps({"schema_version": SCHEMA_VERSION, **hosts}, indent=1))
     else:
         click.echo(render(statuses, errors))
     if not statuses:
