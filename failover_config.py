@@ -85,7 +85,8 @@ CONFIG = {
     # Pacemaker's CRM_alert_node_sequence): greater at every hook, across restarts, crashes and
     # journal rotations, so a receiver can order notifications and drop duplicates by (host, seq).
     # FAILOVER_SEQ // 1000 is the `seq` of the journal entry written last before it. The scripts
-    # of one hook (two NOTIFY_SCRIPTS of one transition) share its number.
+    # of one hook (two NOTIFY_SCRIPTS of one transition) share its number. HARD_STOP_SCRIPTS get
+    # none: the lease's kill waits for no journal write.
     #   BEFORE_FAILOVER_SCRIPTS  before anything moves: on the slave (after the trigger's scripts),
     #                            then on the master when SHUTDOWN_YOUR_SERVICE reaches it (before
     #                            its shutdown scripts). Example: hold a scheduler's jobs.

@@ -338,17 +338,19 @@ class Agent:
         return None
 
     def script_env(
-        self, kind: str, transition: Transition | None = None, node: NodeState | None = None
+        self, kind: str, transition: Transition | None = None, node: NodeState | None = None, numbered: bool = True
     ) -> dict[str, str]:
         """What every script learns of the event: FAILOVER_EVENT, _FROM_STATE, _TO_STATE, _TERM,
         _REASON, _ROLE, _PEER (and _HOST, _STATE, _TRIGGER), and FAILOVER_SEQ: this host's hook
-        number, greater at every call, across restarts too (StateStore.hook_seq)."""
+        number, greater at every call, across restarts too (StateStore.hook_seq). Not `numbered`
+        (the lease guard's hard stop): no FAILOVER_SEQ, since the number may need a journal write
+        and the journal's lock, and a kill must wait for neither."""
         peer = self.role.peer
-        seq = self.store.hook_seq(self.node)  # the current state: a note it may journal comes now
+        numbers = {"FAILOVER_SEQ": str(self.store.hook_seq(self.node))} if numbered else {}
         node = node or self.node
         t = transition or self.last_transition
         return {
-            "FAILOVER_SEQ": str(seq),
+            **numbers,
             "FAILOVER_EVENT": kind,
             "FAILOVER_ROLE": self.role.value,
             "FAILOVER_HOST": self.config.host_of(self.role),

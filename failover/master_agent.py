@@ -183,7 +183,7 @@ class Lhcd(Agent):
                 lambda: self.node,
                 self.submit,
                 lambda event, reason: self.store.note(self.node, event, reason),
-                lambda: self.script_env("hard_stop"),
+                lambda: self.script_env("hard_stop", numbered=False),  # the kill waits for no journal
             )
             inputs += [self.guard.guard_loop, self.guard.renew_loop]
         return inputs

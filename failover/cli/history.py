@@ -18,6 +18,7 @@ from failover.config import Config
 from failover.history import HistoryError, as_json, from_reply, merge, parse_since, readable, render
 from failover.machine import Role
 from failover.protocol import JournalReply, JournalRequest, ProtocolError, Refused
+from failover.sanitize import clean
 from failover.state import StateStore
 
 
@@ -40,7 +41,7 @@ def fetch_journal(config: Config, role: Role, limit: int) -> tuple[list[dict[str
             hint = " (another SECRET_FILE there, or a failover without `failover history`: upgrade both hosts)"
         raise CommandError(f"{where}: {e}{hint}") from None
     if isinstance(answer, Refused):
-        raise CommandError(f"{where} refused: {answer.reason[:500]}")
+        raise CommandError(f"{where} refused: {clean(answer.reason, 500)}")
     if not isinstance(answer, JournalReply):
         raise CommandError(f"{where} answered {answer.TYPE} to JOURNAL")
     try:

@@ -161,6 +161,8 @@ def _demo(pair: LoopbackPair, profile: str) -> int:
         f"    master is {master.get('state')} in term {master.get('term')}; its POP3 server "
         f"{'RUNS' if pair.pop3[M].running() else 'stays down'}. The operation sheet moves the service back."
     )
+    _say("\n[6] what happened, both hosts in time order (`failover history`)", bold=True)
+    _run(pair, "history", "--limit", "12", role=M)
     _say(
         "\nlogs: "
         + ", ".join(f"log/{n}.log" for n in ("lhcd", "socketserver", "rhcd", "socketserver2"))

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from failover import master_control
+from failover.cli import history as history_command
 from failover.cli import main
 from failover.config import load
 from failover.history import (
@@ -31,7 +32,17 @@ from failover.history import (
     reply,
 )
 from failover.machine import Role, State, Transition, initial_state
-from failover.protocol import MAX_LINE, JournalReply, JournalRequest, ProtocolError, encode_line, parse_message
+from failover.protocol import (
+    MAX_LINE,
+    JournalReply,
+    JournalRequest,
+    Message,
+    ProtocolError,
+    Refused,
+    StatusReply,
+    encode_line,
+    parse_message,
+)
 from failover.state import HOOK_SPAN, StateStore, read_journal
 from tests.unit.test_cli import CONFIG, write_scripts_and_secret
 
@@ -265,6 +276,30 @@ def test_with_the_peer_unreachable_this_hosts_history_is_shown_and_exit_4(confdi
     assert shown["schema_version"] == VERSION and shown["reason"] == "told to stop" and shown["seq"] == 1
     result = CliRunner().invoke(main, [*args, "--since", "soon"])
     assert result.exit_code == 2 and "expected a duration" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (JournalReply(VERSION, [{**VALID, "term": "one"}]), "sent a journal that cannot be read: entries[0].term"),
+        (JournalReply(VERSION, [{**VALID, "role": "master"}]), "entries[0].role: master in the slave's journal"),
+        (JournalReply(9, []), "entries are version 9; this failover reads version 1"),
+        (Refused("no\x1b[2J journal"), "refused: no\\x1b[2J journal"),
+        (StatusReply({}), "answered STATUS_REPLY to JOURNAL"),
+    ],
+)
+def test_a_hostile_reply_is_refused_with_one_clear_line(
+    confdir: Path, monkeypatch: pytest.MonkeyPatch, answer: Message, problem: str
+) -> None:
+    monkeypatch.setattr(history_command, "request", lambda *args: answer)
+    StateStore(str(confdir / "state"), Role.MASTER, "127.0.0.1").save(
+        initial_state(Role.MASTER), transition(State.ACTIVE, State.STOPPING, 1, "told to stop")
+    )
+    result = CliRunner().invoke(main, ["--config", str(confdir / "failover_config.py"), "--role", "master", "history"])
+    assert result.exit_code == 4, result.output  # a line, not a traceback
+    assert "told to stop" in result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("WARNING: the slave's history is missing") and problem in line, line
 
 
 # ---------------------------------------------------------------------------------------------- FAILOVER_SEQ
