@@ -215,11 +215,13 @@ class Agent:
         # shutdown scripts, which may take SCRIPT_TIMEOUT each, and a start must not wait for them.
         notify_ready()
         self.process(Started(time.monotonic()))
-        last_tick = time.monotonic()
+        last_tick = last_event = time.monotonic()
         while not stop.is_set():
             watchdog.kick_if_due()  # under systemd: only this loop's passes keep the daemon alive
             before = time.monotonic()
-            timeout = max(0.0, min(self.TICK - (before - last_tick), self._until_due(before)))
+            # idle for TICK since the last event: a Tick; while events stream in, the Tick rides
+            # along with one of them (below), so a stream of reports wakes this loop once each
+            timeout = max(0.0, min(self.TICK - (before - last_event), self._until_due(before)))
             try:
                 event, done, answers = self._events.get(timeout=timeout)
             except queue.Empty:
@@ -247,6 +249,7 @@ class Agent:
             elif time.monotonic() - last_tick >= self.TICK or self._until_due(time.monotonic()) == 0:
                 last_tick = time.monotonic()
                 self.process(Tick(last_tick))
+            last_event = time.monotonic()
             self.publish()
 
     def _until_due(self, now: float) -> float:

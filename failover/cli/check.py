@@ -50,8 +50,10 @@ def _lease_text(c: Config) -> str:
         why = "LEASE = False" if c.LOAD_BALANCER else "no LOAD_BALANCER"
         return f"{stream}; NO LEASE ({why}): without the master's ACK the slave starts only through a fence"
     wait, lb_wait = takeover_wait(times), takeover_wait(times, by_load_balancer=True)
+    half = c.HEARTBEAT_TIMEOUT / 2
     return (
-        f"{stream}; LEASE: the master kills its service {times.lease:g} s after the last acknowledged "
+        f"{stream} (then one failed probe is enough, asked at {half:g} s of silence with a {half:g} s timeout)"
+        f"; LEASE: the master kills its service {times.lease:g} s after the last acknowledged "
         f"datagram, or {times.lb_lease:g} s after the last read of the load balancer that showed its server "
         f"in service (read every {times.lb_lease / 4:g} s once acknowledgements stop), verified within "
         f"{times.hard_stop:g} s; without an ACK the slave starts once {wait:.3f} s have passed since its last "

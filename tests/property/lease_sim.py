@@ -1,38 +1,10 @@
-"""The discrete-event simulation that tests/property/test_lease_protocol.py checks the lease
-argument of failover/heartbeat.py (points 1-4) with: clocks, scenarios, the simulator, strategies.
-
-Real time is the simulation's time; each host reads a monotonic clock offset + rate x real time
-with its rate within [1 - rho, 1 + rho]. The master and the slave each send a real heartbeat
-datagram (failover.heartbeat: Stream, encode, decode, the replay window and the handshake, the
-silence each datagram reports) every interval of their own clock; each datagram may be lost,
-duplicated or delayed arbitrarily (so reordered); one-way cuts and full partitions drop whatever
-is sent in them, and a stall holds what is sent in it until a release (so a granted datagram sent
-before the claim may arrive after the fence, the later ones behind it, and pass the replay
-window). The slave grants as `grants_lease` says, from the state it reads AFTER computing the
-acknowledgement (point 2, as failover/beatlink.py does) and the silence the master's newest
-datagram reported (Stream.peer_silent), with a drawn HEARTBEAT_TIMEOUT; it claims at the real
-moment k, from when the state it reads is not granting. The load balancer confirms MAINT at
-f > k; the slave reads its clock at or after f (fenced_at), then the stream's g (Stream.granted_at,
-or its own start when it granted nothing), and starts at service_down_at: max(g + W(L),
-fenced_at + W(B)) on its clock. The master renews its lease from granted acknowledgements
-(lease_end: base + L) and from load-balancer reads begun before f (such a read may still show
-"not MAINT": base + B, B drawn <= L); its guard looks every `check` <= m of its clock and kills
-the service, down at most H later.
-
-The master's lhcds start as failover/lease_guard.py says ("The start"): one at a real moment s0
-drawn anywhere (0, between the slave's last grants and f, after f), or one started before f that
-dies anywhere later and is started again after a gap (often none, up to B): a restart. Or the
-first has run since before the slave's own start (real 0), with L from the last grant of the
-slave's predecessor, at or before 0. The service runs from the first start (the service of a
-boot comes up with lhcd). A start holds B from s0, a restart min(s0 + B, the lease file), and
-writes it to the file at once; renewals write the file as the code does (every PERSIST_EVERY of
-growth: it lags, only shorter) or at every one (exact). Its first read of the load balancer
-begins at s0 and ends within its timeout (B / 2 of the master's clock, as every read): begun
-before f and answered it renews B from s0 (worst case: not MAINT yet); MAINT (begun at or after
-f) or no answer revokes the start lease, unless an acknowledgement renewed it first; then the
-guard looks at once. Only a restart that found its lease already ended at its start has its guard
-wait for that read. A new lhcd is a new stream (a new sender id: the handshake again). Between a
-death and the next start nothing kills the service and nothing renews.
+"""The machinery of tests/property/test_lease_protocol.py: a discrete-event simulation of the lease
+argument of failover/heartbeat.py (points 1-4), with the master's lhcds as failover/lease_guard.py
+starts and restarts them. Real heartbeat datagrams (failover.heartbeat's Stream, encode, decode)
+cross a simulated network; clocks, the slave's grants, claim and start, the load balancer's fence,
+and the master's renewals, lease file and guard are simulated in real time. Here: the clocks, the
+scenario and its outcome, the simulator, and the hypothesis strategies that draw the scenarios;
+the model is described in test_lease_protocol.py's docstring.
 """
 
 from __future__ import annotations
@@ -184,14 +156,10 @@ class Simulation:
     """The event loop: a heap of (real time, order, action); nothing reads a real clock."""
 
     def __init__(self, sc: Scenario) -> None:
-        self.sc = sc
-        self.out = Outcome()
-        self.policy = sc.policy()
-        self.g_taken = False  # the slave has read Stream.granted_at (after fenced_at, unless broken)
-        self.g_value: float | None = None
+        self.sc, self.out, self.policy = sc, Outcome(), sc.policy()
+        self.g: list[float | None] = []  # the slave's reading of Stream.granted_at, once taken
         self.slave = Stream(Role.SLAVE, SLAVE_ID, fresh=sc.times.lease)
-        # the master's lhcd that runs (None: none yet, or dead), and its guard's state
-        self.running: int | None = None
+        self.running: int | None = None  # the master's lhcd that runs (None: none yet, or dead); its state:
         self.master = Stream(Role.MASTER, master_id(0), fresh=sc.times.lease)
         self.sent = 0  # the master's datagrams, over all its lhcds
         self.lease_until = -math.inf
@@ -202,11 +170,10 @@ class Simulation:
         self.lease_file: float | None = None  # STATE_DIR/lhcd.lease.json: outlives the lhcd
         self.generation = 0  # of the guard's next look: a renewal moves it, older looks are void
         self.heap: list[tuple[float, int, Callable[[float], None]]] = []
-        self.order = 0
+        self.order = itertools.count()
 
     def at(self, t: float, action: Callable[[float], None]) -> None:
-        self.order += 1
-        heapq.heappush(self.heap, (t, self.order, action))
+        heapq.heappush(self.heap, (t, next(self.order), action))
 
     def run(self) -> Outcome:
         """Until the slave starts (or, for a last start after f, the moment it must have ended
@@ -220,8 +187,8 @@ class Simulation:
         for begun, took in sc.lb_reads:
             self.at(begun + took, partial(self.lb_read_done, begun))
         read = sc.fenced + sc.fence_read
-        self.at(read, self.slave_reads_fence)
-        self.at(read if sc.grant_read is None else sc.grant_read, self.slave_reads_grant)
+        self.at(read, partial(self.slave_reads, True))
+        self.at(read if sc.grant_read is None else sc.grant_read, partial(self.slave_reads, False))
         out, ended_by = self.out, sc.ended_by()
         while self.heap and self.heap[0][0] <= max(out.slave_start, ended_by) + SLACK:
             if math.isfinite(out.master_down) and math.isfinite(out.slave_start):
@@ -230,33 +197,23 @@ class Simulation:
             action(t)
         return out
 
-    # ------------------------------------------------------------------ the network
-
-    def cut(self, direction: str, sent: float) -> bool:
-        """A cut drops what is sent while it lasts (a partition is a cut both ways); what is in
-        flight already arrives (losing it too is a loss of its own)."""
-        return any(d == direction and a <= sent <= b for d, a, b in self.sc.cuts)
-
-    def held(self, direction: str, sent: float) -> float:
-        """A stall holds what is sent while it lasts until its release (0: not held)."""
-        return max((r for d, a, b, r in self.sc.stalls if d == direction and a <= sent <= b), default=0.0)
-
     def transmit(self, direction: str, n: int, sent: float, data: bytes) -> None:
-        fates = self.sc.to_slave if direction == TO_SLAVE else self.sc.to_master
-        receive = self.slave_receives if direction == TO_SLAVE else self.master_receives
-        if self.cut(direction, sent):
+        """The network: a cut (a partition is a cut both ways) drops what is sent while it lasts,
+        what is in flight arrives; a stall holds what is sent while it lasts until its release."""
+        sc, to_slave = self.sc, direction == TO_SLAVE
+        fates, receive = (sc.to_slave, self.slave_receives) if to_slave else (sc.to_master, self.master_receives)
+        if any(d == direction and a <= sent <= b for d, a, b in sc.cuts):
             return
+        held = max((r for d, a, b, r in sc.stalls if d == direction and a <= sent <= b), default=sent)
         for delay in fates[n] if n < len(fates) else ():
-            self.at(max(sent, self.held(direction, sent)) + delay, partial(receive, data))
+            self.at(held + delay, partial(receive, data))
 
     # ------------------------------------------------------------------ the master's lhcd
 
     def lhcd_starts(self, i: int, t: float) -> None:
-        """lease_guard's start: B from now, never past the lease file a predecessor left, written
-        at once; the first read of the load balancer begins now (or, for an lhcd that has run
-        since before the slave's start, a lease of L from the last grant of the slave's predecessor)."""
-        sc, mc, lhcd = self.sc, self.sc.master_clock, self.sc.lhcds[i]
-        now = mc.at(t)
+        """lease_guard's start, and its first read begins (or, for an lhcd that has run since before
+        the slave's start, a lease of L from the last grant of the slave's predecessor)."""
+        sc, mc, lhcd, now = self.sc, self.sc.master_clock, self.sc.lhcds[i], self.sc.master_clock.at(t)
         self.running = i
         self.master = Stream(Role.MASTER, master_id(i), fresh=sc.times.lease)
         self.out.lease_file = self.lease_file is not None
@@ -292,10 +249,8 @@ class Simulation:
         beat = self.master.next_beat(mc.at(t), 1, State.ACTIVE, Condition.UP)
         self.transmit(TO_SLAVE, self.sent, t, encode(KEY, beat))
         self.sent += 1
-        self.at(
-            mc.when(mc.at(start) + self.sc.master_phase + (n + 1) * self.sc.interval),
-            partial(self.master_sends, i, n + 1),
-        )
+        after = mc.when(mc.at(start) + self.sc.master_phase + (n + 1) * self.sc.interval)
+        self.at(after, partial(self.master_sends, i, n + 1))
 
     def master_receives(self, data: bytes, t: float) -> None:
         """Renewal (a): a granted acknowledgement of one of our heartbeats, from its send time."""
@@ -310,9 +265,8 @@ class Simulation:
             self.renew(t, lease_end(got.acked_sent_at, self.sc.times), "an acknowledgement")
 
     def first_read_done(self, i: int, begun: float, t: float) -> None:
-        """The first read, judged: begun before f and answered, it may show "not MAINT" (worst
-        case: it does) and renews; MAINT (begun at or after f) or no answer revokes the start
-        lease unless a renewal ended it first. Then the guard looks at once (lease_guard's _wake)."""
+        """The first read, judged: renewal (b), or it revokes the start lease (unless a renewal
+        ended it first); then the guard looks at once (lease_guard's _wake)."""
         if self.running != i:
             return
         sc, mc = self.sc, self.sc.master_clock
@@ -324,20 +278,16 @@ class Simulation:
         self.look_now(t)
 
     def lb_read_done(self, begun: float, t: float) -> None:
-        """Renewal (b): a later read (the first is done: lease_guard reads one at a time) begun
-        before f may show "not MAINT" (worst case: it does), and renews for B from its beginning;
-        one begun at or after f shows MAINT and renews nothing. Lost if its lhcd died meanwhile."""
-        i = self.running
-        if i is None or not self.first_read or begun < self.sc.lhcds[i].start + self.sc.lhcds[i].took:
+        """Renewal (b): a later read (lease_guard reads one at a time) begun before f renews B from
+        its beginning (worst case); one begun after f shows MAINT. Lost if its lhcd died meanwhile."""
+        i, sc = self.running, self.sc
+        if i is None or not self.first_read or begun < sc.lhcds[i].start + sc.lhcds[i].took or begun >= sc.fenced:
             return
-        if begun < self.sc.fenced:
-            base = self.sc.master_clock.at(begun)
-            self.renew(t, lease_end(base, self.sc.times, by_load_balancer=not self.sc.lb_renews_lease), "a read")
+        self.renew(t, lease_end(sc.master_clock.at(begun), sc.times, by_load_balancer=not sc.lb_renews_lease), "a read")
 
     def renew(self, t: float, end: float, by: str) -> None:
-        """lease_guard's renew: ends the start lease (and so a guard's wait for the first read),
-        lengthens, and writes the end it was given once it is `persist_every` past the last one
-        written."""
+        """lease_guard's renew: ends the start lease (and a guard's wait for the first read),
+        lengthens, and writes its end once it is `persist_every` past the last one written."""
         moved = self.waiting() or end > self.lease_until
         self.start_lease = False
         if end > self.lease_until:
@@ -392,39 +342,30 @@ class Simulation:
         sc, node = self.sc, self.slave_node(t)
         read = t + sc.read_lag
         grant = sc.grant_always or grants_lease(self.slave_node(read), self.slave.peer_silent, sc.heartbeat_timeout)
-        beat: Beat = self.slave.next_beat(
-            sc.slave_clock.at(t), node.term, node.state, Condition.UNKNOWN, grant=lambda: grant
-        )
-        self.transmit(TO_MASTER, n, read, encode(KEY, beat))
         scl = sc.slave_clock
+        beat: Beat = self.slave.next_beat(scl.at(t), node.term, node.state, Condition.UNKNOWN, grant=lambda: grant)
+        self.transmit(TO_MASTER, n, read, encode(KEY, beat))
         self.at(scl.when(scl.at(0.0) + sc.slave_phase + (n + 1) * sc.interval), partial(self.slave_computes, n + 1))
 
     def slave_receives(self, data: bytes, t: float) -> None:
         with contextlib.suppress(DatagramError):  # a replay, a reordered one, an unproven sender
             self.slave.receive(decode(KEY, data), self.sc.slave_clock.at(t), self.slave_node(t).term)
 
-    def slave_reads_fence(self, t: float) -> None:
-        self.out.fenced_at = self.sc.slave_clock.at(t)
-        self.slave_start()
-
-    def slave_reads_grant(self, t: float) -> None:
-        self.g_taken, self.g_value = True, self.slave.granted_at
-        self.slave_start()
-
-    def slave_start(self) -> None:
-        """Point 4, once both readings are taken: g is its start when it granted nothing."""
+    def slave_reads(self, fence: bool, t: float) -> None:
+        """Its reading of fenced_at or of g; point 4, once both are taken (g: its start when it
+        granted nothing)."""
         sc, out = self.sc, self.out
-        if out.fenced_at is None or not self.g_taken:
-            return
-        granted = self.g_value
-        if granted is None and sc.start_as_grant:
-            granted = sc.slave_clock.at(0.0)
-        out.granted = granted
-        if granted is None:  # broken: nothing but the load balancer's bound
-            start = out.fenced_at + sc.waits()[1]
+        if fence:
+            out.fenced_at = sc.slave_clock.at(t)
         else:
-            start = service_down_at(self.policy, out.fenced_at, granted)
-        out.slave_start = sc.slave_clock.when(start)
+            self.g.append(self.slave.granted_at)
+        if out.fenced_at is None or not self.g:
+            return
+        out.granted = self.g[0] if self.g[0] is not None or not sc.start_as_grant else sc.slave_clock.at(0.0)
+        if out.granted is None:  # broken: nothing but the load balancer's bound
+            out.slave_start = sc.slave_clock.when(out.fenced_at + sc.waits()[1])
+        else:
+            out.slave_start = sc.slave_clock.when(service_down_at(self.policy, out.fenced_at, out.granted))
 
 
 def simulate(sc: Scenario) -> Outcome:
@@ -466,18 +407,21 @@ def clock(draw: st.DrawFn, drift: float) -> Clock:
 def master_lhcds(
     draw: st.DrawFn, times: LeaseTimes, rate: float, grants: float, fenced: float, end: float, check: float
 ) -> tuple[Lhcd, ...]:
-    """The master's lhcds: one, started anywhere (at 0, between the last grants and f, just after
-    f; `grants`: the last grants' start), or one started before f that dies anywhere after, and
-    after a gap (often none) a restart. Each first read takes up to its timeout (B / 2 of the
-    master's clock, whose rate is `rate`), or gets no answer."""
+    """The master's lhcds: one, started at 0 or anywhere (`after`; `grants`: where the last grants
+    begin), or one started before f that dies anywhere after, and after a gap (often none) a
+    restart. Each first read takes up to its timeout (B / 2 of the master's clock, of rate `rate`),
+    and may get no answer."""
     took_most = times.lb_lease / 2 / rate
 
     def after(t: float) -> st.SearchStrategy[float]:
-        """A real moment at or after t: anywhere, between the last grants and f, just after f."""
+        """A real moment at or after t: anywhere, between the last grants and f, just after f, or
+        about when a lease from the last grants ends."""
+        lease_ends = grants + times.lease
         return st.one_of(
             st.floats(t, max(t, end)),
             st.floats(max(t, grants), max(t, fenced)),
             st.floats(max(t, fenced), max(t, min(end, fenced + times.lb_lease))),
+            st.floats(max(t, lease_ends - times.lb_lease / 2), max(t, min(end, lease_ends + times.lb_lease / 2))),
         )
 
     def lhcd(start: float, died: float = math.inf) -> Lhcd:
@@ -505,9 +449,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     # the slave's HEARTBEAT_TIMEOUT (it grants only while the master said it heard it within half
     # of it), and B: as the config derives it from that, or anything up to L
     timeout = draw(st.floats(interval, 2 * lease))
-    lb_lease = draw(
-        st.one_of(st.just(LeaseTimes.for_config(lease, hard, timeout).lb_lease), st.floats(lease / 20, lease))
-    )
+    derived = LeaseTimes.for_config(lease, hard, timeout).lb_lease
+    lb_lease = draw(st.one_of(st.just(derived), st.floats(lease / 20, lease)))
     times = LeaseTimes(lease, hard, lb_lease, drift, margin)
     slave_phase, read_lag = draw(st.floats(0, interval)), draw(st.floats(0, interval))
     # the claim: anywhere (the start included), after the start, or just after a slave's state read
@@ -520,16 +463,10 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     end = fenced + fence_read + wait / slave_clock.rate  # the latest start: g is no later than fenced_at
     count = math.ceil(end * (1 + drift) / interval) + 2
     check = draw(st.one_of(st.just(margin), st.floats(margin / 100, margin)))
-    one_way = [(TO_SLAVE, a, b) for a, b in windows(draw, end, lease, 2)] + [
-        (TO_MASTER, a, b) for a, b in windows(draw, end, lease, 2)
-    ]
+    one_way = [(d, a, b) for d in (TO_SLAVE, TO_MASTER) for a, b in windows(draw, end, lease, 2)]
     partitions = [(d, a, b) for a, b in windows(draw, end, lease, 1) for d in (TO_SLAVE, TO_MASTER)]
-    near_claim = st.floats(max(0.0, claim - 2 * interval), claim + interval)
-    stalled = [
-        (d, a, b, b + draw(st.floats(0, lease)))
-        for d in (TO_SLAVE, TO_MASTER)
-        for a, b in windows(draw, end, lease, 1, near_claim)
-    ]
+    near, hold = st.floats(max(0.0, claim - 2 * interval), claim + interval), st.floats(0, lease)
+    stalled = [(d, a, b, b + draw(hold)) for d in (TO_SLAVE, TO_MASTER) for a, b in windows(draw, end, lease, 1, near)]
     begun = st.one_of(st.floats(0, end), st.floats(0, interval).map(lambda u: max(0.0, fenced - u)))
     lhcds = master_lhcds(draw, times, master_clock.rate, claim - 2 * interval, fenced, end, check)
     # or the first lhcd runs since before the slave's start, with L from its predecessor's last grant
