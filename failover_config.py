@@ -124,10 +124,11 @@ CONFIG = {
     # (asked every B / 4 once acknowledgements stop: a dead slave does not stop it), by SIGKILL of
     # SERVICE_PIDFILE's process tree or HARD_STOP_SCRIPTS, verified within HARD_STOP_TIMEOUT.
     # Without an ACK the slave starts only when that has surely happened: (LEASE_TIME +
-    # HARD_STOP_TIMEOUT + margin) x 1.01 / 0.99 after its last datagram to the master that renewed
-    # the lease, and (B + HARD_STOP_TIMEOUT + margin) x 1.01 / 0.99 after HAProxy confirmed the
-    # master MAINT (`failover check` prints the numbers: about 2.2 s after a dead master's last
-    # datagram with these). With a lease, TRIGGER_COMMUNICATION_LOSS is on by default: a dead,
+    # HARD_STOP_TIMEOUT + margin) x 1.01 / 0.99 after it received the last heartbeat it granted
+    # a lease for, and (B + HARD_STOP_TIMEOUT + margin) x 1.01 / 0.99 after HAProxy confirmed the
+    # master MAINT (`failover check` prints the numbers; measured with these: a dead master's
+    # clients are served by the slave 2.2-2.3 s after its last datagram). The master starts its
+    # service (RESTART_SCRIPTS, a switchback) only under a lease renewed since its start. With a lease, TRIGGER_COMMUNICATION_LOSS is on by default: a dead,
     # cut-off or frozen master fails over.
     "LEASE": True,
     "LEASE_TIME": 1.5,

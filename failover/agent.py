@@ -256,7 +256,9 @@ class Agent:
         """Seconds to the moment the node waits for (the master's lease surely over), so that
         a Tick comes then rather than up to TICK later; TICK when it waits for none."""
         due = self.node.lease_gone_at
-        return self.TICK if due is None else max(0.0, due - now)
+        if due is None or self.node.state not in (State.FAILING_OVER, State.FENCING):
+            return self.TICK
+        return max(0.0, due - now)
 
     def process(self, event: Event) -> None:
         pending = [event]

@@ -120,7 +120,8 @@ class BeatLink:
             now = time.monotonic()
             if now >= due:
                 self.send_one()
-                last_sent, due = now, max(due + interval, now)
+                due = due + interval if due + interval > now else now + interval  # a late one is not made up for
+                last_sent = now
                 continue
             self.sock.settimeout(min(due - now, RECEIVE_WAKEUP))
             try:
@@ -180,6 +181,11 @@ class BeatLink:
             self.rtt = now - received.acked_sent_at
         self.on_beat(received, now)
         return received
+
+    def peer_silent(self) -> float:
+        """How long the peer, in its newest datagram, said it had heard nothing from us."""
+        with self._lock:
+            return self.stream.peer_silent
 
     def granted_receipt(self) -> float:
         """When we accepted the newest beat we acknowledged with a grant (heartbeat.py's g),

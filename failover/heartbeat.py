@@ -66,9 +66,10 @@ So the service never runs on both hosts, under any network fault, provided the c
 within rho and the master's guard runs within m of its lease's end. A master that loses the
 slave keeps its lease through the load balancer, so a dead slave never stops it. A master that
 reaches neither loses its lease and stops: then the slave starts only if it can fence at the
-load balancer. As the slave fences HEARTBEAT_TIMEOUT (D) after its last contact or later, and
-B <= L - D, f + W(B) comes no later than g + W(L) whenever g is the last contact: a cut master
-fails over W(L) after its last datagram, not after the fence plus a full lease.
+load balancer. As the slave fences about HEARTBEAT_TIMEOUT (D) after its last contact, and
+B = L - D (when that is at least L / 4), f + W(B) comes about when g + W(L) does: a cut master
+fails over about W(L) after its last datagram (plus how late the fence comes past D), not after
+the fence plus a full lease.
 `failover check` shows W(L) and W(B) with the configured numbers.
 """
 

@@ -1,8 +1,9 @@
 """lhcd's lease guard: the master serves only while its lease runs (failover/heartbeat.py has the
 argument), and this is what makes it so.
 
-- `renew()` takes a new lease end; the stream calls it for every granted acknowledgement. The
-  end is written to STATE_DIR/lhcd.lease.json (with the kernel's boot id) for the next lhcd.
+- `renew()` takes a new lease end; the stream calls it for every granted acknowledgement.
+  `renew_loop`'s thread writes the end to STATE_DIR/lhcd.lease.json (with the kernel's boot
+  id) for the next lhcd (`persist`), so a slow disk never holds up the stream.
 - `renew_loop` asks the load balancer, once less than the load balancer's lease B is left
   (acknowledgements have stopped renewing it), every B / 4, whether this master's server is
   still in service (UP, DOWN, NOLB, DRAIN); a read begun before the slave's fence renews to
@@ -143,24 +144,47 @@ class LeaseGuard:
             self._start_lease = False
             if end > self.until:
                 self.until, self.renewed_by = end, how
-            due = end - self._persisted >= PERSIST_EVERY
-            if due:
-                self._persisted = end
-        if due:
-            try:
-                write_lease(self.path, end)
-            except OSError as e:
-                self._rate.log("persist", logging.ERROR, "lease: cannot write %s: %s", self.path, e)
+
+    def persist(self, force: bool = False) -> None:
+        """Write the lease's end down for the next lhcd, when it grew by PERSIST_EVERY (or
+        `force`: it shrank). Called from renew_loop's thread, never from the stream's: a slow
+        STATE_DIR must not hold up the datagrams."""
+        with self._lock:
+            until = self.until
+            if not force and until - self._persisted < PERSIST_EVERY:
+                return
+            self._persisted = until
+        try:
+            write_lease(self.path, until)
+        except OSError as e:
+            self._rate.log("persist", logging.ERROR, "lease: cannot write %s: %s", self.path, e)
 
     def _revoke_start_lease(self, now: float, why: str) -> None:
         """The load balancer's first word, before any renewal: this server MAINT (the slave
         fenced it) or no answer ends the start lease now: a start after the slave's fence is
         covered by nothing else (heartbeat.py, point 4)."""
         with self._lock:
+            revoked = self._start_lease and now < self.until
             if self._start_lease:
                 self.until, self.renewed_by = min(self.until, now), f"start, revoked: {why}"
             self._start_lease = False
         self._wake.set()
+        if revoked:
+            self.persist(force=True)  # the next lhcd must not inherit the start lease we lost
+
+    def confirmed(self, timeout: float) -> bool:
+        """Whether the lease is renewed (by an acknowledged heartbeat or a read of the load
+        balancer, not just the start's) and running, waiting up to `timeout` for that. Only a
+        confirmed lease may START the service: a start lease covers a service that already runs
+        (its base may come after the slave's fence, heartbeat.py point 1), not a new one."""
+        end = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                ok = not self._start_lease and self.until > now
+            if ok or now >= end:
+                return ok
+            time.sleep(min(0.02, end - now))
 
     def left(self, now: float) -> float:
         with self._lock:
@@ -170,13 +194,16 @@ class LeaseGuard:
 
     def renew_loop(self, stop: threading.Event) -> None:
         lb, ask_below = self.lb, self.times.lb_lease
-        if lb is None:
+        if lb is None:  # no reads: this thread only writes the lease down
             self._first_read.set()
+            while not stop.wait(PERSIST_EVERY):
+                self.persist()
             return
         maint = False
         wait = 0.0
         while not stop.wait(wait):
             wait = ask_below / 4
+            self.persist()
             left = self.left(time.monotonic())
             if left > ask_below and not self._start_lease:
                 # acknowledgements keep it: a read would not lengthen it; look again when it could

@@ -44,6 +44,8 @@ from failover.machine import (
     Reachability,
     Reply,
     Role,
+    ScriptKind,
+    ScriptsFinished,
     SendHeartbeat,
     ShutdownRequested,
     Started,
@@ -76,6 +78,9 @@ class _Waiter:
     def resolve(self, reply: Reply) -> None:
         self.reply = reply
         self.done.set()
+
+
+QUIET_HEARTBEAT = 5.0  # seconds between TCP heartbeats while the stream carries two-way contact
 
 
 class Lhcd(Agent):
@@ -122,12 +127,22 @@ class Lhcd(Agent):
         return ok, detail
 
     def send_heartbeats(self, stop: threading.Event) -> None:
-        """Tell the slave our state every HEARTBEAT_INTERVAL, or at once when poked."""
+        """Tell the slave our state every HEARTBEAT_INTERVAL, or at once when poked. While the
+        stream carries two-way contact, only every QUIET_HEARTBEAT: the stream tells the slave
+        all it decides on, the TCP heartbeat then only refreshes status texts (and the witness
+        matters only when the slave is silent); the moment the stream falls silent either way,
+        the HEARTBEAT_INTERVAL cadence is back."""
         reachable: bool | None = None
         failure: type[Exception] | None = None  # the kind of the last failure logged
         watching: bool | None = True  # what the slave said of its rhcd last (True: quiet at start)
+        last_sent = -QUIET_HEARTBEAT
         while not stop.is_set():
+            poked = self._heartbeat_now.is_set()
             self._heartbeat_now.clear()
+            if not poked and self._stream_in_contact() and time.monotonic() - last_sent < QUIET_HEARTBEAT:
+                self._heartbeat_now.wait(self.config.HEARTBEAT_INTERVAL)
+                continue
+            last_sent = time.monotonic()
             ok, detail = self._health
             beat = Heartbeat(self.node.term, self.node.state.value, ok, detail[:500], self.node.condition.value)
             try:
@@ -168,6 +183,25 @@ class Lhcd(Agent):
                 self.observe(last_heartbeat_error=str(e))
             self.submit(Reachability(time.monotonic(), reachable, self.probe_witness()))
             self._heartbeat_now.wait(self.config.HEARTBEAT_INTERVAL)
+
+    def run_scripts(self, kind: ScriptKind) -> Event:
+        """Under a lease, the service is started (RESTART, STARTUP) only while the lease is
+        confirmed: a rebooted master whose lhcd holds only its start lease, or one whose lease
+        ended meanwhile, must not start a service the slave may be running already."""
+        starts = kind in (ScriptKind.RESTART, ScriptKind.STARTUP)
+        if starts and self.guard is not None and not self.guard.confirmed(self.guard.times.lb_lease):
+            detail = f"not started: no confirmed lease ({self.guard.renewed_by}); the slave may be serving"
+            self.log.error("%s scripts refused: %s", kind, detail)
+            self.store.note(self.node, f"scripts:{kind.value}", f"FAILED: {detail}")
+            return ScriptsFinished(time.monotonic(), kind, False, detail)
+        return super().run_scripts(kind)
+
+    def _stream_in_contact(self) -> bool:
+        """The stream hears the slave, and the slave hears us, both within half HEARTBEAT_TIMEOUT."""
+        link, half = self.link, self.config.HEARTBEAT_TIMEOUT / 2
+        if link is None or link.last_received is None:
+            return False
+        return time.monotonic() - link.last_received < half and link.peer_silent() < half
 
     def stream_inputs(self) -> list[Callable[[threading.Event], None]]:
         """The heartbeat stream's threads, and the lease guard's when the pair runs with a lease."""

@@ -52,7 +52,7 @@ def _lease_text(c: Config) -> str:
     wait, lb_wait = takeover_wait(times), takeover_wait(times, by_load_balancer=True)
     half = c.HEARTBEAT_TIMEOUT / 2
     return (
-        f"{stream} (then one failed probe is enough, asked at {half:g} s of silence with a {half:g} s timeout)"
+        f"{stream} (then one failed probe is enough, asked at {half:g} s of silence, its timeout at most {half:g} s)"
         f"; LEASE: the master kills its service {times.lease:g} s after the last acknowledged "
         f"datagram, or {times.lb_lease:g} s after the last read of the load balancer that showed its server "
         f"in service (read every {times.lb_lease / 4:g} s once acknowledgements stop), verified within "
@@ -60,7 +60,8 @@ def _lease_text(c: Config) -> str:
         f"grant and {lb_wait:.3f} s since the load balancer confirmed the master MAINT = (LEASE_TIME "
         f"{times.lease:g} or {times.lb_lease:g} + HARD_STOP_TIMEOUT {times.hard_stop:g} + margin "
         f"{times.margin:g}) x (1 + {times.drift:g}) / (1 - {times.drift:g}); a dead or cut-off master fails "
-        f"over about {wait:.2f} s after its last datagram"
+        f"over {wait:.2f} s after its last datagram at the earliest (plus the fence's lateness past "
+        f"{c.HEARTBEAT_TIMEOUT:g} s and the startup scripts)"
     )
 
 

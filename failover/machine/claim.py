@@ -103,6 +103,7 @@ def _authorized(p: Policy, n: NodeState, e: Event, why: str, fenced_at_lb: bool 
         deadline=None,
         scripts_done=False,
         detail="",
+        lease_gone_at=None,  # waited for no more
     )
 
 

@@ -183,7 +183,9 @@ def tick_watching(p: Policy, n: NodeState, e: Event) -> Step:
     if silent <= p.heartbeat_timeout:
         half = p.heartbeat_timeout / 2
         if p.takeover_wait is not None and n.state in WATCHING and not n.silence_probed and silent > half:
-            return keep(n, ProbeNow(timeout=p.heartbeat_timeout - silent), silence_probed=True)
+            # the rest of the silence, but never so short that a healthy master's login cannot make it
+            bound = max(p.heartbeat_timeout - silent, p.heartbeat_timeout / 4)
+            return keep(n, ProbeNow(timeout=bound), silence_probed=True)
         return keep(n)
     reason = f"no contact with the master for {silent:.1f} s (HEARTBEAT_TIMEOUT {p.heartbeat_timeout:g} s)"
     actions: list[Action] = [Alert(reason)]

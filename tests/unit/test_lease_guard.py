@@ -186,6 +186,24 @@ def test_a_restarted_guard_holds_no_longer_than_its_predecessor(config: Config, 
     assert not fresh.restarted and fresh.left(time.monotonic()) > 4
 
 
+def test_only_a_renewed_lease_may_start_the_service_and_a_revocation_is_written_down(
+    config: Config, tmp_path: Path
+) -> None:
+    """A start lease covers a service that runs, not a new start (heartbeat.py, point 1); and a
+    start lease revoked by the load balancer's MAINT or silence is what the next lhcd inherits."""
+    config = dataclasses.replace(config, STATE_DIR=str(tmp_path))
+    node = NodeState(Role.MASTER, State.ACTIVE)
+    guard = LeaseGuard(config, LeaseTimes(5.0, 1.0), None, LOG, lambda: node, print, print, dict)
+    assert guard.left(time.monotonic()) > 4 and not guard.confirmed(0.1)  # only the start's lease
+    guard.renew(time.monotonic(), "an acknowledged heartbeat")
+    assert guard.confirmed(0.0)
+    revoked = LeaseGuard(config, LeaseTimes(5.0, 1.0), None, LOG, lambda: node, print, print, dict)
+    path = os.path.join(config.STATE_DIR, LEASE_FILE)
+    assert (read_lease(path) or 0) > time.monotonic() + 4  # the start lease, written at once
+    revoked._revoke_start_lease(time.monotonic(), "this server is MAINT at the load balancer")
+    assert (read_lease(path) or 1e12) <= time.monotonic() and not revoked.confirmed(0.0)
+
+
 # ---------------------------------------------------------------------------- the stream's sockets
 
 

@@ -260,3 +260,13 @@ def test_a_switchover_grants_until_the_ack_so_the_graceful_stop_runs_to_its_end(
     assert fenced.state.lease_gone_at == 12.0 + WAIT
     # a failover on a trigger grants nothing from its claim on
     assert not grants(claimed()[-1].state)
+
+
+def test_the_wait_is_over_once_the_slave_starts() -> None:
+    """lease_gone_at is cleared when the slave is authorized (on the lease's end or the ACK): a
+    deadline left behind would have the agent loop tick without pause from then on."""
+    n = step(LEASED, claimed()[-1].state, FENCED).state
+    started = step(LEASED, n, Tick(2.0 + WAIT))
+    assert started.state.state is State.STARTING and started.state.lease_gone_at is None
+    ack = step(LEASED, n, ShutdownAnswered(2.5, term=1, ok=True, detail="verified down"))
+    assert ack.state.state is State.STARTING and ack.state.lease_gone_at is None
