@@ -96,7 +96,7 @@ class BeatLink:
             self.report_every = min(REPORT_EVERY, config.HEARTBEAT_TIMEOUT / 5)
         else:
             self.report_every = min(MASTER_REPORT_EVERY, config.ISOLATION_TIMEOUT / 4)
-        self._reported: tuple[int, State, Condition] | None = None
+        self._reported: tuple[int, State, Condition, bool] | None = None
         self._reported_at = 0.0
         self._last_health = (time.monotonic(), 0, 0, 0)  # when health() was last asked; sent, received, peer seq
 
@@ -111,7 +111,8 @@ class BeatLink:
         (a thread wakeup costs more than the datagram: one thread, no Event in between). The
         slave answers a datagram of the master at once when its own last one is half an interval
         old or more: the master's lease is renewed a beat sooner, and the slave's schedule follows
-        the master's, so it wakes once per exchange instead of twice."""
+        the master's, so it wakes once per exchange instead of twice. The master answers at once
+        too, but only the first datagram after a gap."""
         interval = self.config.BEAT_INTERVAL
         echo = self.role is Role.SLAVE
         due = time.monotonic()
@@ -136,8 +137,12 @@ class BeatLink:
                 stop.wait(0.05)
                 continue
             now = time.monotonic()
+            previous = self.last_received
             taken = self.take(data, (str(source[0]), int(source[1])), now)
-            if echo and taken is not None and now - last_sent >= interval / 2:
+            # after a gap either end answers at once: the peer learns a beat sooner that it is
+            # heard again (contact is two-way), so a short flap costs the flap, not a beat more
+            after_gap = previous is None or now - previous > 2 * interval
+            if (echo or after_gap) and taken is not None and now - last_sent >= interval / 2:
                 self.send_one()
                 last_sent, due = now, now + interval
 
@@ -197,8 +202,11 @@ class BeatLink:
     def report_due(self, beat: Beat, now: float) -> bool:
         """Whether this datagram should reach the decision loop: what it says changed, or the
         last one reported is REPORT_EVERY old. Contact is still counted to within REPORT_EVERY,
-        and the loop takes a few events a second instead of one per datagram (its cost)."""
-        said = (beat.term, beat.state, beat.condition)
+        and the loop takes a few events a second instead of one per datagram (its cost). Whether
+        the peer hears us is news too: the first datagram after a gap says the peer heard nothing
+        during it, and the next, which says it hears us again, must not wait REPORT_EVERY."""
+        deaf = beat.silent > 2 * self.config.BEAT_INTERVAL
+        said = (beat.term, beat.state, beat.condition, deaf)
         if said == self._reported and now - self._reported_at < self.report_every:
             return False
         self._reported, self._reported_at = said, now

@@ -100,7 +100,7 @@ class Scenario:
     lb_reads: tuple[tuple[float, float], ...]  # the master's other reads: (begun at, took) in real time
     lhcds: tuple[Lhcd, ...] = (Lhcd(0.0),)  # the master's lhcds, in order: each dies before the next starts
     predecessor_grant: float | None = None  # real, <= 0: the first lhcd runs at 0 with L from this base
-    persist_every: float = PERSIST_EVERY  # of lease growth between writes of the lease file (0: exact)
+    persist_every: float = PERSIST_EVERY  # lease growth between writes of the lease file (0: exact)
     # Broken on purpose, each in its own way (the defaults are the protocol):
     grant_wait: float | None = None  # the slave's wait after g (None: takeover_wait(times), W(L))
     lb_wait: float | None = None  # after fenced_at (None: takeover_wait(times, by_load_balancer=True), W(B))
@@ -272,8 +272,9 @@ class Simulation:
         sc, mc = self.sc, self.sc.master_clock
         if sc.lhcds[i].answers and begun < sc.fenced:
             self.renew(t, lease_end(mc.at(begun), sc.times, by_load_balancer=not sc.lb_renews_lease), "a read")
-        elif self.start_lease:
+        elif self.start_lease:  # and written down (persist(force=True)): the file held the start lease
             self.lease_until, self.out.last_lease = min(self.lease_until, mc.at(begun)), "the start, revoked"
+            self.persisted = self.lease_file = self.lease_until
         self.start_lease, self.first_read = False, True
         self.look_now(t)
 
@@ -286,16 +287,16 @@ class Simulation:
         self.renew(t, lease_end(sc.master_clock.at(begun), sc.times, by_load_balancer=not sc.lb_renews_lease), "a read")
 
     def renew(self, t: float, end: float, by: str) -> None:
-        """lease_guard's renew: ends the start lease (and a guard's wait for the first read),
-        lengthens, and writes its end once it is `persist_every` past the last one written."""
+        """lease_guard's renew: ends the start lease (and a guard's wait for the first read) and
+        lengthens; then its persist, once the lease is `persist_every` past the end written last."""
         moved = self.waiting() or end > self.lease_until
         self.start_lease = False
         if end > self.lease_until:
             self.lease_until, self.out.last_lease = end, by
         if moved and math.isinf(self.out.master_down):  # the guard killed: stopped for good
             self.schedule_guard(t)
-        if end - self.persisted >= self.sc.persist_every:
-            self.persisted = self.lease_file = end
+        if self.lease_until - self.persisted >= self.sc.persist_every:
+            self.persisted = self.lease_file = self.lease_until
 
     def waiting(self) -> bool:
         """lease_guard's guard_loop waits for the first read: a restart found its lease ended."""
@@ -492,5 +493,5 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         lb_reads=tuple(draw(st.lists(st.tuples(begun, st.floats(0, lb_lease / 2 / master_clock.rate)), max_size=4))),
         lhcds=lhcds,
         predecessor_grant=predecessor,
-        persist_every=draw(st.sampled_from([PERSIST_EVERY, 0.0])),
+        persist_every=draw(st.sampled_from([PERSIST_EVERY, 0.0, lease])),
     )

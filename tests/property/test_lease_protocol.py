@@ -26,8 +26,10 @@ last grants ends), or starts before f, dies anywhere later and is started again 
 (often none, up to B): a restart. Its service runs from the first start (the service of a boot
 comes up with lhcd; one that runs before it is in the window that lease_guard.py documents as
 unguarded). A start holds B from s0, a restart min(s0 + B, the lease file); either writes that to
-the file at once, and renewals write it as the code does (every PERSIST_EVERY of growth: it lags,
-only shorter) or at every one (exact). Its first read of the load balancer begins at s0 and ends
+the file at once, and a revocation writes the revoked lease. Later the code's renew_loop writes
+the lease at its wakeups once it grew by PERSIST_EVERY (it lags, only shorter): here, at the
+renewal that took it PERSIST_EVERY, 0 (exact) or L (a loop asleep while acknowledgements keep
+the lease) past the end written last. Its first read of the load balancer begins at s0 and ends
 within its timeout, B / 2 of the master's clock (a read keeps one deadline): begun before f and
 answered, it renews B from s0 (worst case: not MAINT yet); MAINT (begun at or after f) or no
 answer revokes the start lease, a first start's or a restart's, unless an acknowledgement renewed
@@ -292,10 +294,10 @@ def test_a_restart_whose_lease_ends_during_its_first_read() -> None:
     lhcd's lease runs to 0.8 + L = 2.3 s, in the lease file (exact). It dies at 2.25 s and is
     restarted at once: min(2.25 + B, 2.3) = 2.3 s, not ended yet, so its guard does not wait for
     its first read (begun at 2.25 s, after f, taking its timeout, B / 2): it looks at 2.325 s,
-    down at 2.825 s. With the file lagging as the code writes it (2.2 s), the restart finds its
-    lease ended and its guard waits for that read, which revokes at 2.5 s: down at 3.0 s, after
-    the slave's start. That is the window lease_guard.py documents, and the property leaves out
-    exactly that."""
+    down at 2.825 s. With the file lagging (written every PERSIST_EVERY: 2.2 s), the restart
+    finds its lease ended and its guard waits for that read, which revokes at 2.5 s: down at
+    3.0 s, after the slave's start. That is the window lease_guard.py documents, and the property
+    leaves out exactly that."""
     sc = shipped(Lhcd(0.0, died=2.25), Lhcd(2.25, took=0.25), to_slave=((0.002,),) * 100, persist_every=0.0)
     out = simulate(sc)
     assert out.lease_file and not out.found_ended and covered(sc, out) and out.granted == pytest.approx(200.802)
