@@ -128,8 +128,9 @@ CONFIG = {
     # a lease for, and (B + HARD_STOP_TIMEOUT + margin) x 1.01 / 0.99 after HAProxy confirmed the
     # master MAINT (`failover check` prints the numbers; measured with these: a dead master's
     # clients are served by the slave 2.2-2.3 s after its last datagram). The master starts its
-    # service (RESTART_SCRIPTS, a switchback) only under a lease renewed since its start. With a lease, TRIGGER_COMMUNICATION_LOSS is on by default: a dead,
-    # cut-off or frozen master fails over.
+    # service (RESTART_SCRIPTS, a switchback) only under a lease renewed since its start. With a
+    # lease, TRIGGER_COMMUNICATION_LOSS is on by default: a dead, cut-off or frozen master fails
+    # over.
     "LEASE": True,
     "LEASE_TIME": 1.5,
     "HARD_STOP_TIMEOUT": 0.5,

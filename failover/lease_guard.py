@@ -137,8 +137,7 @@ class LeaseGuard:
     def renew(self, base: float, how: str, by_load_balancer: bool = False) -> None:
         """A renewal from `base` (a monotonic reading at or before the proof): the lease runs to
         base + LEASE_TIME (base + B for a read of the load balancer) unless it already runs
-        longer. Written down (at most every PERSIST_EVERY: the file may lag, which only makes a
-        restart's lease shorter)."""
+        longer. In memory only: `persist` writes it down, from renew_loop's thread."""
         end = lease_end(base, self.times, by_load_balancer)
         with self._lock:
             self._start_lease = False
@@ -206,8 +205,9 @@ class LeaseGuard:
             self.persist()
             left = self.left(time.monotonic())
             if left > ask_below and not self._start_lease:
-                # acknowledgements keep it: a read would not lengthen it; look again when it could
-                wait = max(wait, left - ask_below)
+                # acknowledgements keep it: a read would not lengthen it; look again when it
+                # could, or when the lease file is due (its lag is what a restart inherits)
+                wait = min(max(wait, left - ask_below), PERSIST_EVERY)
                 continue
             begun = time.monotonic()
             try:
@@ -249,13 +249,14 @@ class LeaseGuard:
             if stop.is_set():  # the agents stop: the service is left running, as they leave it
                 return
             now = time.monotonic()
-            with self._lock:
+            with self._lock:  # the lease and whether it is still the start's, read together
                 until, how = self.until, self.renewed_by
+                first_word = self._wait_first_read and self._start_lease and not self._first_read.is_set()
             if not expired(until, now):
                 ended, wait = False, min(until - now, 1.0)
                 continue
             wait = self.times.margin / 2
-            if self._wait_first_read and self._start_lease and not self._first_read.is_set():
+            if first_word:
                 continue  # restarted after its lease ended: the load balancer's first word decides
             try:
                 ended = self._ended(until, how, now, ended)
