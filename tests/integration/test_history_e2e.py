@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,18 +15,10 @@ from typing import Any
 
 from failover.lab.pair import LoopbackPair
 from failover.machine import Role
+from tests.integration.test_operations_e2e import eventually
 
 MakePair = Callable[..., LoopbackPair]
 M, S = Role.MASTER, Role.SLAVE
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15, what: str = "") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if check():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"not within {timeout} s: {what}")
 
 
 def moves(entries: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
