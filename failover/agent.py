@@ -334,8 +334,7 @@ class Agent:
             return LoadBalancerDone(time.monotonic(), what, False, str(e))
         self.log.info("load balancer: %s", detail)
         fenced = action.role if isinstance(action, LbFence) else None  # read back MAINT: confirmed
-        now = time.monotonic()
-        return LoadBalancerDone(now, what, True, detail, fenced, self.granted_receipt())
+        return LoadBalancerDone(time.monotonic(), what, True, detail, fenced, self.granted_receipt())
 
     def granted_receipt(self) -> float | None:
         """The stream's last grant of a lease (heartbeat.py's g), read after a fence; None: this

@@ -279,23 +279,20 @@ class Stream:
         """Judge an authenticated beat received at `now`; DatagramError when it must be dropped."""
         if beat.role is self.role:
             raise DatagramError("reflected", f"a datagram from our own role {beat.role}")
+        acked = self._sent.get(beat.acked_seq) if beat.acked_sender == self.sender else None
         if beat.sender != self.peer_sender:
-            acked = self._sent.get(beat.acked_seq) if beat.acked_sender == self.sender else None
             proves = acked is not None and now - acked <= self.fresh
             if not (proves or beat.term > known_term):
                 if self._candidate is None or beat.seq > self._candidate[1] or beat.sender != self._candidate[0]:
                     self._candidate = (beat.sender, beat.seq)
                 raise DatagramError("unknown-sender", "a new sender id, not yet proven fresh: echoing it")
-            self.peer_sender, self.peer_seq, self._candidate = beat.sender, beat.seq, None
-            self.peer_seq_at, self.peer_silent = now, beat.silent
+            self.peer_sender = beat.sender
         elif beat.seq <= self.peer_seq:
             raise DatagramError("replayed", f"seq {beat.seq} is not newer than {self.peer_seq}")
-        else:
-            # the believed peer speaks: a candidate that never proved itself (a stale or replayed
-            # datagram of an earlier start) must not keep taking the acknowledgements from it
-            self.peer_seq, self._candidate = beat.seq, None
-            self.peer_seq_at, self.peer_silent = now, beat.silent
-        acked = self._sent.get(beat.acked_seq) if beat.acked_sender == self.sender else None
+        # accepted: a candidate that never proved itself (a stale or replayed datagram of an
+        # earlier start) must not keep taking the acknowledgements from the believed peer
+        self.peer_seq, self._candidate = beat.seq, None
+        self.peer_seq_at, self.peer_silent = now, beat.silent
         return Received(beat, acked)
 
 
